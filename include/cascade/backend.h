@@ -1,0 +1,68 @@
+// Backend: where tensors live and how the math runs. The only code that knows CPU from GPU.
+// Every pointer passed to a backend lives in that backend's memory (host memory for the CPU
+// backend, device memory for CUDA). Shapes are row-major; (n, d) means n rows of d floats.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace cascade {
+
+// Arguments of partial attention for a block of queries against a block of keys.
+struct PartialAttnArgs {
+  const float* q = nullptr;      // (nq, n_head, d_head), RoPE applied
+  const int32_t* q_pos = nullptr;  // (nq) absolute positions
+  int nq = 0;
+  const float* k = nullptr;      // (nk, n_head_kv, d_head), RoPE applied
+  const float* v = nullptr;      // (nk, n_head_kv, d_head)
+  const int32_t* k_pos = nullptr;  // (nk)
+  int nk = 0;
+  int n_head = 0, n_head_kv = 0, d_head = 0;
+  bool causal = true;
+  float* m = nullptr;            // out (nq, n_head)
+  float* e = nullptr;            // out (nq, n_head)
+  float* u = nullptr;            // out (nq, n_head, d_head)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual bool host_memory() const = 0;  // can the host dereference this backend's pointers?
+
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void free(void* p) = 0;
+  virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // y(n, out) = x(n, in) · w(out, in)ᵀ, plus y when accumulate (the residual add for free).
+  virtual void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,
+                         bool accumulate) = 0;
+  // y(n, d) = rmsnorm(x(n, d)) · w(d)
+  virtual void rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps) = 0;
+  // x(n, n_heads, d_head) rotated in place, row i at position pos[i]
+  virtual void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head,
+                    float theta) = 0;
+  // gate(n) = silu(gate) · up
+  virtual void silu_mul(float* gate, const float* up, size_t n) = 0;
+  virtual void partial_attention(const PartialAttnArgs& a) = 0;
+  // o(nq, n_head, d_head) = merge of nb partials; m, e are (nb, nq, n_head), u is
+  // (nb, nq, n_head, d_head).
+  virtual void merge_partials(const float* m, const float* e, const float* u, int nb, int nq,
+                              int n_head, int d_head, float* o) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+// Throws std::runtime_error when CUDA was not built in or no device is present.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
+bool cuda_available();  // built with CUDA and at least one device visible
+// "cpu" or "cuda"
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+// Thread count of the CPU math (OpenMP loops and OpenBLAS); <= 0 leaves the defaults.
+void set_cpu_threads(int n);
+
+}  // namespace cascade

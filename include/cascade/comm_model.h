@@ -1,0 +1,124 @@
+// Communication model (PROTOCOL.md "Communication model"): the exact number of bytes every
+// rank sends, per (src, dst, layer, kind), for a prefill, a decode step and a whole run. The
+// transport counts what it really sends with the same keys, and the two must be equal.
+//
+// Facts of our protocol the model includes (b = bytes per element of q/k/v/partials):
+//   per layer, for each position p (every layer alike):
+//     q     CompNode comp(p) → AttnNodes (att(p), ·):  β·d_q·b
+//     kv    CompNode comp(p) → AttnNodes (·, att(p)):  β·2·d_kv·b   (k and v together)
+//     partial AttnNodes (att(p), ·) → comp(p):         β·n_h·(d_h + 2)·b   ((m, e, u) per head)
+//   One message per (CompNode, AttnNode) pair with traffic per layer and direction, carrying
+//   all its rows; positions are NOT sent (every rank holds the schedule).
+//   client (rank 0):
+//     schedule  serialize(schedule).size() bytes to every other rank, once, before prefill
+//     tokens    4 bytes (int32) per prompt token, one message to each CompNode owning any;
+//               4 bytes to comp(p) per decode step
+//     control   8 bytes (int32 command, int32 position) to every other rank per decode step,
+//               and one final stop message of 8 bytes to every other rank
+//     logits    n_vocab·4 bytes (fp32, whatever b is) from the CompNode owning the last
+//               position to the client: one row after prefill, one per decode step
+// A run sampling G tokens = prefill (schedule + tokens + layers + logits → token 1), then
+// G − 1 decode steps at positions N .. N+G−2, then the stop message.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cascade/model_config.h"
+#include "cascade/schedule.h"
+
+namespace cascade {
+
+enum class CommKind : int { schedule = 0, tokens, control, q, kv, partial, logits };
+inline constexpr int kNumCommKinds = 7;
+const char* comm_kind_name(CommKind kind);  // "schedule", "tokens", ..., "logits"
+
+inline constexpr uint64_t kTokenBytes = 4;    // int32 token id
+inline constexpr uint64_t kControlBytes = 8;  // int32 command + int32 position
+inline constexpr uint64_t kLogitBytes = 4;    // fp32 logit
+
+// Built-in dims of SmolLM2-135M-Instruct (the project's test model), used when no GGUF is
+// given: 30 layers, d 576, 9 heads, 3 kv heads, d_head 64, ffn 1536, vocab 49152.
+ModelConfig smollm2_135m_config();
+
+// Bytes of one kind from one rank to another at one layer (layer = -1: client traffic).
+struct CommFlow {
+  int src = 0;
+  int dst = 0;
+  int layer = -1;
+  CommKind kind = CommKind::q;
+  uint64_t bytes = 0;
+};
+
+// Totals of a prefill, a decode step or a run.
+struct CommEstimate {
+  int n_layer = 0;
+  int elem_bytes = 4;
+  // Bytes moved at one layer index (every layer is identical), summed over the steps covered.
+  uint64_t q_per_layer = 0;
+  uint64_t kv_per_layer = 0;
+  uint64_t partial_per_layer = 0;
+  // Messages at one layer index: (CompNode, AttnNode) pairs with up traffic + pairs with
+  // down traffic, summed over the steps covered.
+  uint64_t messages_up_per_layer = 0;
+  uint64_t messages_down_per_layer = 0;
+  // Totals over all layers and the client.
+  uint64_t schedule = 0, tokens = 0, control = 0, q = 0, kv = 0, partial = 0, logits = 0;
+  uint64_t client_messages = 0;  // messages of kind schedule, tokens, control, logits
+
+  uint64_t up_per_layer() const { return q_per_layer + kv_per_layer; }
+  uint64_t down_per_layer() const { return partial_per_layer; }
+  uint64_t messages_per_layer() const { return messages_up_per_layer + messages_down_per_layer; }
+  uint64_t layers_total() const { return q + kv + partial; }
+  uint64_t client_total() const { return schedule + tokens + control + logits; }
+  uint64_t total() const { return layers_total() + client_total(); }
+  uint64_t messages() const { return messages_per_layer() * n_layer + client_messages; }
+  uint64_t by_kind(CommKind kind) const;
+  CommEstimate& operator+=(const CommEstimate& o);
+};
+
+// Bytes at one layer between CompNode k and AttnNode (a, b) for positions first..end-1:
+//   q       = rows of k in shard a · d_q·b        (k → (a, b))
+//   kv      = rows of k in shard b · 2·d_kv·b     (k → (a, b))
+//   partial = rows of k in shard a · n_h·(d_h+2)·b   ((a, b) → k)
+struct PairBytes {
+  int k = 0, a = 0, b = 0;
+  uint64_t q = 0, kv = 0, partial = 0;
+  uint64_t up() const { return q + kv; }
+  uint64_t down() const { return partial; }
+};
+// Every (k, a, b), at index (k·β + a)·β + b.
+std::vector<PairBytes> layer_pair_bytes(const ModelConfig& cfg, const Schedule& s, int first,
+                                        int end, int elem_bytes);
+
+// Prefill of positions 0..n_prompt-1 (1 ≤ n_prompt ≤ n_positions), including the schedule
+// broadcast, the prompt's token ids and the first logits row.
+CommEstimate predict_prefill(const ModelConfig& cfg, const Schedule& s, int n_prompt,
+                             int elem_bytes);
+// One decode step at position p (0 ≤ p < n_positions): control to every rank, the token id,
+// every layer's rows for p, one logits row.
+CommEstimate predict_decode_step(const ModelConfig& cfg, const Schedule& s, int position,
+                                 int elem_bytes);
+// The final stop message (8 bytes to every other rank).
+CommEstimate predict_stop(const ModelConfig& cfg, const Schedule& s);
+// Whole run sampling n_generate ≥ 1 tokens (needs n_prompt + n_generate − 1 ≤ n_positions).
+CommEstimate predict_run(const ModelConfig& cfg, const Schedule& s, int n_prompt,
+                         int n_generate, int elem_bytes);
+
+// The same, as flows per (src, dst, layer, kind), merged and sorted by that key; zero-byte
+// flows are left out. Summing them gives the estimates above.
+std::vector<CommFlow> flows_prefill(const ModelConfig& cfg, const Schedule& s, int n_prompt,
+                                    int elem_bytes);
+std::vector<CommFlow> flows_decode_step(const ModelConfig& cfg, const Schedule& s,
+                                        int position, int elem_bytes);
+std::vector<CommFlow> flows_stop(const Schedule& s);
+std::vector<CommFlow> flows_run(const ModelConfig& cfg, const Schedule& s, int n_prompt,
+                                int n_generate, int elem_bytes);
+// Merges flows with the same (src, dst, layer, kind) and sorts them by that key.
+std::vector<CommFlow> merge_flows(std::vector<CommFlow> flows);
+
+// "1.23 MiB" (binary units; "123 B" below 1 KiB).
+std::string format_bytes(uint64_t bytes);
+
+}  // namespace cascade

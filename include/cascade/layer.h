@@ -1,0 +1,29 @@
+// The per-token pieces of one llama layer, shared by the single-process reference and the
+// CompNodes of Cascade (so both run the very same code around attention):
+//   pre-pass:  x = RMSNorm(h); q = x·Wqᵀ, k = x·Wkᵀ, v = x·Wvᵀ; RoPE(q, k) at absolute positions
+//   (attention, as partials + merge: kernels/attention.h)
+//   post-pass: h += o·Woᵀ; h += W_down·(silu(x·W_gateᵀ) ⊙ x·W_upᵀ), x = RMSNorm(h)
+// Pointers are host memory (a host-memory backend, i.e. the CPU one).
+#pragma once
+
+#include <cstdint>
+
+#include "cascade/backend.h"
+#include "cascade/model.h"
+
+namespace cascade {
+
+// h(n, d) = rows of the token embedding.
+void embed_tokens(const Model& model, const int32_t* ids, int n, float* h);
+
+// q(n, d_q), k(n, d_kv), v(n, d_kv) from h(n, d) at positions pos(n).
+void layer_prepass(Backend& be, const Model& model, int layer, const float* h,
+                   const int32_t* pos, int n, float* q, float* k, float* v);
+
+// h(n, d) updated in place from the attention output o(n, d_q).
+void layer_postpass(Backend& be, const Model& model, int layer, float* h, const float* o, int n);
+
+// logits(n, n_vocab) = RMSNorm(h(n, d))·W_outᵀ.
+void final_logits(Backend& be, const Model& model, const float* h, int n, float* logits);
+
+}  // namespace cascade

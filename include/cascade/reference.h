@@ -1,0 +1,37 @@
+// Single-process reference inference: prefill with batched GEMMs, then decode with a KV cache.
+// Every distributed result is compared with this.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cascade/model.h"
+
+namespace cascade {
+
+class Backend;
+
+class Reference {
+ public:
+  // `backend` must be a host-memory backend (the CPU one); nullptr means the CPU backend.
+  explicit Reference(const Model& model, Backend* backend = nullptr);
+  ~Reference();
+
+  // Runs `ids` at positions n_past() .. n_past()+ids.size()-1, appending to the KV cache.
+  // Returns the logits of the last position (n_vocab), or of every position
+  // (ids.size() × n_vocab, row-major) when all_logits is true.
+  std::vector<float> forward(const std::vector<int32_t>& ids, bool all_logits = false);
+
+  int n_past() const { return n_past_; }
+  void reset() { n_past_ = 0; }
+  const Model& model() const { return model_; }
+
+ private:
+  const Model& model_;
+  Backend* backend_;
+  Backend* owned_ = nullptr;
+  int n_past_ = 0;
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_ctx_used, d_kv)
+};
+
+}  // namespace cascade

@@ -1,0 +1,11 @@
+#pragma once
+#include <math.h>
+
+#include "kernels/common.h"
+
+namespace cascade::kernels {
+
+// SwiGLU gate: out = silu(gate) · up, silu(g) = g / (1 + e^(−g)).
+CASCADE_HD float silu_mul(float gate, float up) { return gate / (1.0f + expf(-gate)) * up; }
+
+}  // namespace cascade::kernels

@@ -1,0 +1,83 @@
+// Partial attention and the merge of partials: the heart of Cascade (PROTOCOL.md, steps 2-3).
+// A partial over a set of keys J is the state (m, e, u) with the softmax division deferred:
+//   m = max_j s_j,  e = Σ_j exp(s_j − m),  u(d_h) = Σ_j exp(s_j − m) · v_j
+// The empty partial (no key visible) is (−inf, 0, 0) and is the identity of merge.
+#pragma once
+#include <math.h>
+
+#include "kernels/common.h"
+
+namespace cascade::kernels {
+
+// One (query position, head): q(d_h) against nk keys K(nk, ·) and values V(nk, ·), rows
+// `stride` floats apart (the kv-head offset is already applied to K and V). Keys with
+// k_pos[j] > q_pos are masked when causal. Online softmax, fp32 accumulation.
+CASCADE_HD void partial_attention_row(const float* q, const float* K, const float* V,
+                                      const int* k_pos, int nk, int stride, int d_h, int q_pos,
+                                      bool causal, float scale, float* m_out, float* e_out,
+                                      float* u /* (d_h) */) {
+  float m = neg_inf(), e = 0.0f;
+  for (int t = 0; t < d_h; ++t) u[t] = 0.0f;
+  for (int j = 0; j < nk; ++j) {
+    if (causal && k_pos[j] > q_pos) continue;
+    const float* k = K + (long)j * stride;
+    const float* v = V + (long)j * stride;
+    float s = 0.0f;
+    for (int t = 0; t < d_h; ++t) s += q[t] * k[t];
+    s *= scale;
+    if (s > m) {  // new maximum: rescale what was accumulated so far
+      const float r = expf(m - s);  // m = −inf the first time: r = 0, e and u are 0 anyway
+      e *= r;
+      for (int t = 0; t < d_h; ++t) u[t] *= r;
+      m = s;
+    }
+    const float w = expf(s - m);
+    e += w;
+    for (int t = 0; t < d_h; ++t) u[t] += w * v[t];
+  }
+  *m_out = m;
+  *e_out = e;
+}
+
+// Merge nb partials of one (position, head) into the attention output o(d_h):
+//   n = max_b m_b,  w_b = exp(m_b − n) (0 when m_b = −inf),  o = Σ w_b·u_b / Σ w_b·e_b.
+// Partial b lives at m[b·stride_m], e[b·stride_m], u[b·stride_u]. All partials empty → o = 0
+// (never NaN: exp(−inf − (−inf)) is never evaluated).
+CASCADE_HD void merge_partials_row(const float* m, const float* e, const float* u, int nb,
+                                   long stride_m, long stride_u, int d_h, float* o) {
+  float n = neg_inf();
+  for (int b = 0; b < nb; ++b) n = fmaxf(n, m[b * stride_m]);
+  for (int t = 0; t < d_h; ++t) o[t] = 0.0f;
+  if (n == neg_inf()) return;
+  float denom = 0.0f;
+  for (int b = 0; b < nb; ++b) {
+    const float mb = m[b * stride_m];
+    if (mb == neg_inf()) continue;
+    const float w = expf(mb - n);
+    denom += w * e[b * stride_m];
+    const float* ub = u + b * stride_u;
+    for (int t = 0; t < d_h; ++t) o[t] += w * ub[t];
+  }
+  const float inv = 1.0f / denom;
+  for (int t = 0; t < d_h; ++t) o[t] *= inv;
+}
+
+// Merge two partials into one, (m1, e1, u1) ← (m1, e1, u1) ⊕ (m2, e2, u2). Associative and
+// commutative up to fp32 rounding; the empty partial is the identity.
+CASCADE_HD void combine_partials(float* m1, float* e1, float* u1, float m2, float e2,
+                                 const float* u2, int d_h) {
+  if (m2 == neg_inf()) return;
+  if (*m1 == neg_inf()) {
+    *m1 = m2;
+    *e1 = e2;
+    for (int t = 0; t < d_h; ++t) u1[t] = u2[t];
+    return;
+  }
+  const float n = fmaxf(*m1, m2);
+  const float w1 = expf(*m1 - n), w2 = expf(m2 - n);
+  *e1 = w1 * *e1 + w2 * e2;
+  for (int t = 0; t < d_h; ++t) u1[t] = w1 * u1[t] + w2 * u2[t];
+  *m1 = n;
+}
+
+}  // namespace cascade::kernels

@@ -1,0 +1,93 @@
+// CPU backend: OpenBLAS for GEMM, the shared kernels/*.h functions in OpenMP loops for the rest.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cascade/backend.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+
+namespace cascade {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  bool host_memory() const override { return true; }
+
+  void* alloc(size_t bytes) override {
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void free(void* p) override { std::free(p); }
+  void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+
+  void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,
+                 bool accumulate) override {
+    if (n == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in,
+                accumulate ? 1.0f : 0.0f, y, out);
+  }
+
+  void rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps) override {
+#pragma omp parallel for if (n > 1)
+    for (int i = 0; i < n; ++i) kernels::rmsnorm_row(x + (long)i * d, w, y + (long)i * d, d, eps);
+  }
+
+  void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head, float theta) override {
+#pragma omp parallel for if (n > 1)
+    for (int i = 0; i < n; ++i)
+      kernels::rope_row(x + (long)i * n_heads * d_head, n_heads, d_head, pos[i], theta);
+  }
+
+  void silu_mul(float* gate, const float* up, size_t n) override {
+#pragma omp parallel for if (n > 4096)
+    for (size_t i = 0; i < n; ++i) gate[i] = kernels::silu_mul(gate[i], up[i]);
+  }
+
+  void partial_attention(const PartialAttnArgs& a) override {
+    const int group = a.n_head / a.n_head_kv;  // query heads per kv head (GQA)
+    const int kv_stride = a.n_head_kv * a.d_head;
+    const float scale = 1.0f / std::sqrt((float)a.d_head);
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
+    for (int i = 0; i < a.nq; ++i) {
+      for (int h = 0; h < a.n_head; ++h) {
+        const long qh = (long)i * a.n_head + h;
+        const int g = h / group;
+        kernels::partial_attention_row(a.q + qh * a.d_head, a.k + g * a.d_head,
+                                       a.v + g * a.d_head, a.k_pos, a.nk, kv_stride, a.d_head,
+                                       a.q_pos[i], a.causal, scale, a.m + qh, a.e + qh,
+                                       a.u + qh * a.d_head);
+      }
+    }
+  }
+
+  void merge_partials(const float* m, const float* e, const float* u, int nb, int nq,
+                      int n_head, int d_head, float* o) override {
+    const long rows = (long)nq * n_head;
+#pragma omp parallel for if (rows > 64)
+    for (long r = 0; r < rows; ++r)
+      kernels::merge_partials_row(m + r, e + r, u + r * d_head, nb, rows, rows * d_head, d_head,
+                                  o + r * d_head);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+void set_cpu_threads(int n) {
+  if (n <= 0) return;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+}  // namespace cascade

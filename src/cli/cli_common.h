@@ -1,0 +1,43 @@
+// Options and helpers shared by the subcommands that run a model (generate, bench, run).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "cascade/model.h"
+#include "cascade/sampler.h"
+#include "cascade/tokenizer.h"
+
+namespace cascade::cli {
+
+inline constexpr const char* kDefaultPrompt =
+    "Explain in two sentences why the sky is blue.";
+
+struct GenerateOptions {
+  std::string model;   // empty: default_model_path()
+  std::string prompt = kDefaultPrompt;
+  std::string prompt_file;
+  bool raw = false;    // no chat template
+  int n_predict = 32;
+  bool ignore_eos = false;
+  int threads = 0;
+  SamplerOptions sampler;
+};
+
+void add_generate_options(CLI::App* sub, GenerateOptions& o);
+
+struct LoadedModel {
+  Model model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  bool chatml = false;  // the GGUF's chat template is ChatML (<|im_start|>role ... <|im_end|>)
+};
+LoadedModel load_model(const std::string& path);  // "" → default_model_path()
+
+// Reads --prompt-file if given, applies the chat template unless --raw, tokenises; throws on
+// an empty prompt or one longer than the model's context.
+std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions& o);
+
+}  // namespace cascade::cli

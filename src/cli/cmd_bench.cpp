@@ -1,0 +1,106 @@
+// cascade bench generate: prefill and decode throughput of the single-process reference.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cascade/backend.h"
+#include "cascade/reference.h"
+#include "cli_common.h"
+#include "commands.h"
+#include "kernels/softmax.h"
+
+namespace cascade::cli {
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  int tokens = 128;
+  int decode = 32;
+  int runs = 5;
+  int threads = 0;
+  bool json = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// A prompt of exactly n tokens: a fixed English paragraph, repeated as needed.
+std::vector<int32_t> bench_prompt(const Tokenizer& tok, int n) {
+  const std::vector<int32_t> para = tok.encode(
+      "The history of the printing press begins in the fifteenth century, when movable type "
+      "made books cheap enough for ordinary readers. Within fifty years presses had spread to "
+      "more than two hundred cities, and the number of books in Europe grew from thousands to "
+      "millions. Scholars argue about its effects on science, religion and politics, but few "
+      "doubt that it changed how ideas travel. ");
+  std::vector<int32_t> ids;
+  while ((int)ids.size() < n) ids.insert(ids.end(), para.begin(), para.end());
+  ids.resize(n);
+  return ids;
+}
+
+void run_bench_generate(const BenchOptions& o) {
+  set_cpu_threads(o.threads);
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  const LoadedModel lm = load_model(o.model);
+  const double t_load = std::chrono::duration<double>(clock::now() - t0).count();
+  const std::vector<int32_t> prompt = bench_prompt(*lm.tokenizer, o.tokens);
+  const int n_vocab = lm.model.cfg.n_vocab;
+  std::vector<double> prefill_tps, decode_tps;
+  if (!o.json)
+    std::printf("# bench generate: %d prompt tokens, %d decoded, %d runs, model load %.2f s\n",
+                o.tokens, o.decode, o.runs, t_load);
+  for (int r = 0; r < o.runs + 1; ++r) {  // run 0 is a warm-up, not counted
+    Reference ref(lm.model);
+    t0 = clock::now();
+    std::vector<float> logits = ref.forward(prompt);
+    const double tp = std::chrono::duration<double>(clock::now() - t0).count();
+    t0 = clock::now();
+    for (int i = 0; i < o.decode; ++i)
+      logits = ref.forward({kernels::argmax_row(logits.data(), n_vocab)});
+    const double td = std::chrono::duration<double>(clock::now() - t0).count();
+    if (r == 0) continue;
+    prefill_tps.push_back(o.tokens / tp);
+    decode_tps.push_back(o.decode / td);
+    if (!o.json)
+      std::printf("run %d: prefill %8.1f tok/s   decode %7.1f tok/s\n", r, o.tokens / tp,
+                  o.decode / td);
+  }
+  if (o.json) {
+    nlohmann::json j = {{"prompt_tokens", o.tokens}, {"decode_tokens", o.decode},
+                        {"runs", o.runs}, {"threads", o.threads},
+                        {"prefill_tok_s_median", median(prefill_tps)},
+                        {"decode_tok_s_median", median(decode_tps)},
+                        {"prefill_tok_s", prefill_tps}, {"decode_tok_s", decode_tps}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("median: prefill %.1f tok/s, decode %.1f tok/s\n", median(prefill_tps),
+                median(decode_tps));
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go in BENCHMARKS.md)");
+  bench->require_subcommand(1);
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* gen = bench->add_subcommand("generate", "Prefill and decode tokens/s of the single-process reference");
+  gen->add_option("-m,--model", o->model, "GGUF model file (default: the default model)");
+  gen->add_option("--tokens", o->tokens, "Prompt tokens")->capture_default_str()->check(CLI::Range(1, 8192));
+  gen->add_option("--decode", o->decode, "Tokens to decode")->capture_default_str()->check(CLI::Range(1, 4096));
+  gen->add_option("--runs", o->runs, "Timed runs (after one warm-up); the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
+  gen->add_option("-t,--threads", o->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  gen->add_flag("--json", o->json, "Print JSON");
+  gen->callback([o] { run_bench_generate(*o); });
+}
+
+}  // namespace cascade::cli

@@ -1,0 +1,15 @@
+// Each subcommand of the `cascade` executable lives in its own cmd_*.cpp and registers itself
+// on the top-level CLI11 app. main.cpp calls these in order.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace cascade::cli {
+
+void add_generate_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_plan_command(CLI::App& app);
+void add_comm_model_command(CLI::App& app);
+void add_run_command(CLI::App& app);
+
+}  // namespace cascade::cli

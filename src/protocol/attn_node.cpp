@@ -1,0 +1,145 @@
+// AttnNode (a, b): no weights. Per layer it gets q rows of attention shard a and k/v rows of
+// shard b, keeps the k/v rows as its KV cache, and answers each CompNode with the partials
+// (m, e, u) of that CompNode's query rows.
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "cascade/backend.h"
+#include "cascade/protocol.h"
+#include "step.h"
+
+namespace cascade {
+namespace {
+
+class AttnNode {
+ public:
+  AttnNode(Transport& t, const Schedule& s, const ModelConfig& c, Backend& be, const FaultOptions& f)
+      : t_(t), s_(s), c_(c), be_(be), fault_(f) {
+    const RankRole role = s.role_of_rank(t.rank());
+    a_ = role.a;
+    b_ = role.b;
+    k_cache_.resize(c.n_layer);
+    v_cache_.resize(c.n_layer);
+  }
+
+  PartyStats run() {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_step(Step::prefill(s_));
+    for (;;) {
+      Control ctl;
+      t_.recv({0, t_.rank(), -1, {{CommKind::control, sizeof(Control)}}, {}}, &ctl);
+      if (ctl.command == kControlStop) break;
+      if (ctl.command != kControlDecode || ctl.position < s_.n_prompt || ctl.position >= s_.n_positions)
+        throw std::runtime_error("AttnNode: bad control message");
+      run_step(Step::decode(ctl.position));
+    }
+    stats_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stats_.compute_s = timer_.seconds();
+    stats_.wait_s = t_.wait_seconds();
+    return stats_;
+  }
+
+ private:
+  void run_step(const Step& step) {
+    const int alpha = s_.alpha;
+    // Per CompNode: its query rows (shard a) and key/value rows (shard b) in this step.
+    std::vector<std::vector<int>> qk(alpha), kvk(alpha);
+    int nq = 0, nkv = 0;
+    for (int k = 0; k < alpha; ++k) {
+      qk[k] = step.of_comp_shard(s_, k, a_);
+      kvk[k] = step.of_comp_shard(s_, k, b_);
+      nq += (int)qk[k].size();
+      nkv += (int)kvk[k].size();
+    }
+    if (nq == 0 && nkv == 0) return;  // this step does not concern us
+
+    const int dq = c_.d_q(), dkv = c_.d_kv();
+    const size_t part_floats = (size_t)c_.n_head * (c_.d_head + 2);
+    std::vector<int32_t> q_pos;  // query rows, grouped by CompNode
+    for (int k = 0; k < alpha; ++k) q_pos.insert(q_pos.end(), qk[k].begin(), qk[k].end());
+    for (int k = 0; k < alpha; ++k) k_pos_.insert(k_pos_.end(), kvk[k].begin(), kvk[k].end());
+
+    std::vector<std::vector<float>> up(alpha), down(alpha);
+    std::vector<float> q((size_t)nq * dq);
+    std::vector<float> m((size_t)nq * c_.n_head), e(m.size()), u(q.size());
+    for (int l = 0; l < c_.n_layer; ++l) {
+      if (fault_.stall_rank == t_.rank() && fault_.stall_layer == l)
+        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::vector<Transport::Handle> handles;
+      for (int k = 0; k < alpha; ++k) {
+        if (qk[k].empty() && kvk[k].empty()) continue;
+        up[k].resize(qk[k].size() * dq + 2 * kvk[k].size() * dkv);
+        std::vector<int> carried(qk[k]);
+        carried.insert(carried.end(), kvk[k].begin(), kvk[k].end());
+        handles.push_back(t_.irecv({s_.comp_rank(k), t_.rank(), l,
+                                    {{CommKind::q, 4ull * qk[k].size() * dq},
+                                     {CommKind::kv, 8ull * kvk[k].size() * dkv}},
+                                    carried},
+                                   up[k].data()));
+      }
+      t_.wait_all(handles);
+
+      timer_.start();
+      // Unpack: queries side by side; keys and values appended to this layer's cache.
+      std::vector<float>& kc = k_cache_[l];
+      std::vector<float>& vc = v_cache_[l];
+      float* qw = q.data();
+      for (int k = 0; k < alpha; ++k) {
+        const float* r = up[k].data();
+        const size_t nqk = qk[k].size() * dq, nkvk = kvk[k].size() * dkv;
+        std::memcpy(qw, r, 4 * nqk);
+        qw += nqk;
+        kc.insert(kc.end(), r + nqk, r + nqk + nkvk);
+        vc.insert(vc.end(), r + nqk + nkvk, r + nqk + 2 * nkvk);
+      }
+      if (nq > 0) {
+        PartialAttnArgs pa;
+        pa.q = q.data(); pa.q_pos = q_pos.data(); pa.nq = nq;
+        pa.k = kc.data(); pa.v = vc.data(); pa.k_pos = k_pos_.data(); pa.nk = (int)k_pos_.size();
+        pa.n_head = c_.n_head; pa.n_head_kv = c_.n_head_kv; pa.d_head = c_.d_head; pa.causal = true;
+        pa.m = m.data(); pa.e = e.data(); pa.u = u.data();
+        be_.partial_attention(pa);
+      }
+      // Answer each CompNode: m (rows, n_h), e (rows, n_h), u (rows, n_h, d_h).
+      size_t row0 = 0;
+      for (int k = 0; k < alpha; ++k) {
+        const size_t nr = qk[k].size();
+        if (nr == 0) continue;
+        std::vector<float>& buf = down[k];
+        buf.resize(nr * part_floats);
+        const size_t hn = nr * c_.n_head;
+        std::memcpy(buf.data(), m.data() + row0 * c_.n_head, 4 * hn);
+        std::memcpy(buf.data() + hn, e.data() + row0 * c_.n_head, 4 * hn);
+        std::memcpy(buf.data() + 2 * hn, u.data() + row0 * dq, 4 * hn * c_.d_head);
+        handles.push_back(t_.isend({t_.rank(), s_.comp_rank(k), l,
+                                    {{CommKind::partial, 4 * buf.size()}}, qk[k]},
+                                   buf.data()));
+        row0 += nr;
+      }
+      timer_.stop();
+      t_.wait_all(handles);
+    }
+  }
+
+  Transport& t_;
+  const Schedule& s_;
+  const ModelConfig& c_;
+  Backend& be_;
+  FaultOptions fault_;
+  int a_ = 0, b_ = 0;
+  std::vector<int32_t> k_pos_;  // positions of the cached key/value rows (same every layer)
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_cached, n_kv, d_h)
+  ComputeTimer timer_;
+  PartyStats stats_;
+};
+
+}  // namespace
+
+PartyStats run_attn_node(Transport& t, const Schedule& s, const ModelConfig& c, Backend& be,
+                         const FaultOptions& fault) {
+  return AttnNode(t, s, c, be, fault).run();
+}
+
+}  // namespace cascade

@@ -1,0 +1,98 @@
+// Rank 0: the client and planner. It alone holds the prompt and the sampling state; it sees
+// no hidden state, only the final logits rows.
+#include <chrono>
+#include <stdexcept>
+
+#include "cascade/protocol.h"
+#include "step.h"
+
+namespace cascade {
+namespace {
+
+void send_control(Transport& t, const Schedule& s, Control c) {
+  std::vector<Transport::Handle> h;
+  for (int r = 1; r < s.n_ranks(); ++r)
+    h.push_back(t.isend({0, r, -1, {{CommKind::control, sizeof(Control)}}, {}}, &c));
+  t.wait_all(h);
+}
+
+}  // namespace
+
+void abort_run(Transport& t) {
+  std::vector<Transport::Handle> h;
+  for (int r = 1; r < t.size(); ++r) h.push_back(t.isend({0, r, -1, {{CommKind::schedule, 0}}, {}}, nullptr));
+  t.wait_all(h);
+}
+
+void send_schedule(Transport& t, const Schedule& s) {
+  check_world_size(s, t.size());
+  // Point-to-point, so that it is counted like any other message.
+  const std::vector<uint8_t> wire = serialize(s);
+  std::vector<Transport::Handle> h;
+  for (int r = 1; r < s.n_ranks(); ++r)
+    h.push_back(t.isend({0, r, -1, {{CommKind::schedule, wire.size()}}, {}}, wire.data()));
+  t.wait_all(h);
+}
+
+ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32_t>& prompt,
+                        const ClientOptions& opt) {
+  check_world_size(s, t.size());
+  if ((int)prompt.size() != s.n_prompt)
+    throw std::invalid_argument("prompt has " + std::to_string(prompt.size()) +
+                                " tokens but the schedule was planned for " +
+                                std::to_string(s.n_prompt));
+  if (s.n_prompt + opt.n_generate - 1 > s.n_positions)
+    throw std::invalid_argument("the schedule plans too few positions for the tokens to generate");
+  const auto t0 = std::chrono::steady_clock::now();
+  ClientResult res;
+
+  std::vector<Transport::Handle> h;
+  // Each CompNode gets the ids of its own prompt positions, and nothing else.
+  const Step pre = Step::prefill(s);
+  std::vector<std::vector<int32_t>> ids(s.alpha);
+  for (int k = 0; k < s.alpha; ++k) {
+    const std::vector<int> own = pre.of_comp(s, k);
+    for (int p : own) ids[k].push_back(prompt[p]);
+    if (!own.empty())
+      h.push_back(t.isend({0, s.comp_rank(k), -1, {{CommKind::tokens, 4 * own.size()}}, own},
+                          ids[k].data()));
+  }
+  t.wait_all(h);
+
+  Sampler sampler(opt.sampler);
+  std::vector<float> logits;
+  int last = s.n_prompt - 1;  // position whose logits come next
+  for (int i = 0; i < opt.n_generate; ++i) {
+    if (i > 0) {  // decode step at position p = last + 1 with the previous token
+      const int p = last + 1;
+      send_control(t, s, {kControlDecode, p});
+      const int32_t tok = res.tokens.back();
+      t.send({0, s.comp_rank(s.comp[p]), -1, {{CommKind::tokens, 4}}, {p}}, &tok);
+      last = p;
+    }
+    // The logits row's size is only known to the CompNodes (which hold the model).
+    std::vector<uint8_t> row = t.recv_any_size(s.comp_rank(s.comp[last]), -1, CommKind::logits);
+    if (row.empty() || row.size() % 4)
+      throw std::runtime_error("malformed logits row from CompNode " + std::to_string(s.comp[last]));
+    logits.assign((const float*)row.data(), (const float*)(row.data() + row.size()));
+    if (opt.keep_logits) res.logits.push_back(logits);
+    const int32_t tok = sampler.sample(logits.data(), (int)logits.size());
+    res.tokens.push_back(tok);
+    if (opt.on_token) opt.on_token(tok);
+    if (tok == opt.stop_token) break;
+  }
+  send_control(t, s, {kControlStop, 0});
+  res.stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.stats.wait_s = t.wait_seconds();
+  return res;
+}
+
+bool receive_schedule(Transport& t, Schedule& s) {
+  const std::vector<uint8_t> wire = t.recv_any_size(0, -1, CommKind::schedule);
+  if (wire.empty()) return false;
+  s = deserialize(wire);
+  check_world_size(s, t.size());
+  return true;
+}
+
+}  // namespace cascade

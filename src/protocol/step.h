@@ -1,0 +1,50 @@
+// Who holds what during one step (a prefill or one decode step), derived from the schedule
+// alone: every party computes the same picture, so no positions travel with the rows.
+#pragma once
+
+#include <chrono>
+#include <vector>
+
+#include "cascade/schedule.h"
+
+namespace cascade {
+
+struct Step {
+  std::vector<int> positions;  // ascending: 0..N-1 for the prefill, {p} for a decode step
+
+  static Step prefill(const Schedule& s) {
+    Step st;
+    for (int p = 0; p < s.n_prompt; ++p) st.positions.push_back(p);
+    return st;
+  }
+  static Step decode(int p) { return Step{{p}}; }
+
+  // Positions of the step owned by CompNode k, and among those the ones in shard a.
+  std::vector<int> of_comp(const Schedule& s, int k) const {
+    std::vector<int> out;
+    for (int p : positions)
+      if (s.comp[p] == k) out.push_back(p);
+    return out;
+  }
+  std::vector<int> of_comp_shard(const Schedule& s, int k, int a) const {
+    std::vector<int> out;
+    for (int p : positions)
+      if (s.comp[p] == k && s.att[p] == a) out.push_back(p);
+    return out;
+  }
+  int last() const { return positions.back(); }
+};
+
+// Accumulates the time spent in compute sections.
+class ComputeTimer {
+ public:
+  void start() { t0_ = std::chrono::steady_clock::now(); }
+  void stop() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+  double seconds() const { return total_; }
+
+ private:
+  std::chrono::steady_clock::time_point t0_;
+  double total_ = 0.0;
+};
+
+}  // namespace cascade
