@@ -92,9 +92,9 @@ class Transport {
   const ByteCounts& received() const { return received_; }
   uint64_t messages_sent() const { return messages_sent_; }
   double wait_seconds() const { return wait_s_; }  // time spent blocked in wait/recv
+  std::string peer_name(int rank) const;  // "rank 5 (AttnNode (0,0))"
 
  protected:
-  std::string peer_name(int rank) const;
   void account_send(const Message& msg);
   void account_recv(const Message& msg);
 

@@ -143,9 +143,7 @@ int run(const RunOptions& o) {
   try {
     rep = run_cascade(*t, setup);
   } catch (const std::exception& e) {
-    std::string who = "rank " + std::to_string(rank);
-    if (rep.schedule.n_ranks() > rank) who += " (" + rep.schedule.role_of_rank(rank).name() + ")";
-    std::fprintf(stderr, "\ncascade run: %s: error: %s\n", who.c_str(), e.what());
+    std::fprintf(stderr, "\ncascade run: %s: error: %s\n", t->peer_name(rank).c_str(), e.what());
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 3);
   }

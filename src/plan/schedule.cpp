@@ -269,10 +269,10 @@ std::vector<uint8_t> serialize(const Schedule& s) {
     throw std::runtime_error("serialize: strategy name too long");
   std::vector<uint8_t> out;
   out.reserve(44 + s.strategy.size() + 8 * static_cast<size_t>(s.n_positions));
-  out.insert(out.end(), kMagic, kMagic + 4);
+  for (char ch : kMagic) out.push_back(static_cast<uint8_t>(ch));
   put_u32(out, kScheduleVersion);
   put_u32(out, static_cast<uint32_t>(s.strategy.size()));
-  out.insert(out.end(), s.strategy.begin(), s.strategy.end());
+  for (char ch : s.strategy) out.push_back(static_cast<uint8_t>(ch));
   put_i32(out, s.alpha);
   put_i32(out, s.beta);
   put_i32(out, s.c);

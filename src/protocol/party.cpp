@@ -60,9 +60,10 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     t_start = std::chrono::steady_clock::now();
     wait_at_start = t.wait_seconds();
   };
-  t.set_peer_namer([&rep](int r) {
-    return r < rep.schedule.n_ranks() ? rep.schedule.role_of_rank(r).name() : "rank " + std::to_string(r);
-  });
+  // Once the schedule is known, errors name parties ("CompNode 1") rather than bare ranks.
+  auto name_parties = [&t](const Schedule& s) {
+    t.set_peer_namer([s](int r) { return r < s.n_ranks() ? s.role_of_rank(r).name() : "?"; });
+  };
   if (t.rank() == 0) {
     rep.schedule = setup.schedule;
     try {
@@ -71,6 +72,7 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
       abort_run(t);  // the other ranks would otherwise wait for a schedule that never comes
       throw;
     }
+    name_parties(rep.schedule);
     send_schedule(t, rep.schedule);
     t.barrier();  // everyone has loaded what it needs
     start();
@@ -78,6 +80,7 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     mine = rep.client.stats;
   } else {
     if (!receive_schedule(t, rep.schedule)) return rep;
+    name_parties(rep.schedule);
     const RankRole role = rep.schedule.role_of_rank(t.rank());
     if (role.kind == RankRole::comp) {
       const Model& model = setup.model();
