@@ -6,34 +6,57 @@
 #include <math.h>
 
 #include "kernels/common.h"
+#include "kernels/exp.h"
 
 namespace cascade::kernels {
 
 // One (query position, head): q(d_h) against nk keys K(nk, ·) and values V(nk, ·), rows
 // `stride` floats apart (the kv-head offset is already applied to K and V). Keys with
-// k_pos[j] > q_pos are masked when causal. Online softmax, fp32 accumulation.
+// k_pos[j] > q_pos are masked when causal. Online softmax over chunks of keys: scores of a
+// chunk first, then one rescale per chunk and a vectorisable exp; fp32 accumulation.
 CASCADE_HD void partial_attention_row(const float* q, const float* K, const float* V,
                                       const int* k_pos, int nk, int stride, int d_h, int q_pos,
                                       bool causal, float scale, float* m_out, float* e_out,
                                       float* u /* (d_h) */) {
+  constexpr int kChunk = 32;
   float m = neg_inf(), e = 0.0f;
   for (int t = 0; t < d_h; ++t) u[t] = 0.0f;
-  for (int j = 0; j < nk; ++j) {
-    if (causal && k_pos[j] > q_pos) continue;
-    const float* k = K + (long)j * stride;
-    const float* v = V + (long)j * stride;
-    float s = 0.0f;
-    for (int t = 0; t < d_h; ++t) s += q[t] * k[t];
-    s *= scale;
-    if (s > m) {  // new maximum: rescale what was accumulated so far
-      const float r = expf(m - s);  // m = −inf the first time: r = 0, e and u are 0 anyway
+  for (int j0 = 0; j0 < nk; j0 += kChunk) {
+    const int nc = nk - j0 < kChunk ? nk - j0 : kChunk;
+    float sc[kChunk], w[kChunk];
+    float cmax = neg_inf();
+    for (int jj = 0; jj < nc; ++jj) {
+      const int j = j0 + jj;
+      if (causal && k_pos[j] > q_pos) {
+        sc[jj] = neg_inf();
+        continue;
+      }
+      const float* k = K + (long)j * stride;
+      float s = 0.0f;
+#if !defined(__CUDA_ARCH__)
+#pragma omp simd reduction(+ : s)  // vectorise the dot product on the CPU (reassociates the sum)
+#endif
+      for (int t = 0; t < d_h; ++t) s += q[t] * k[t];
+      sc[jj] = s * scale;
+      cmax = fmaxf(cmax, sc[jj]);
+    }
+    if (cmax == neg_inf()) continue;  // every key of the chunk masked
+    if (cmax > m) {                   // new maximum: rescale what was accumulated so far
+      const float r = m == neg_inf() ? 0.0f : exp_fast(m - cmax);
       e *= r;
       for (int t = 0; t < d_h; ++t) u[t] *= r;
-      m = s;
+      m = cmax;
     }
-    const float w = expf(s - m);
-    e += w;
-    for (int t = 0; t < d_h; ++t) u[t] += w * v[t];
+#if !defined(__CUDA_ARCH__)
+#pragma omp simd
+#endif
+    for (int jj = 0; jj < nc; ++jj) w[jj] = sc[jj] == neg_inf() ? 0.0f : exp_fast(sc[jj] - m);
+    for (int jj = 0; jj < nc; ++jj) {
+      if (w[jj] == 0.0f) continue;
+      const float* v = V + (long)(j0 + jj) * stride;
+      e += w[jj];
+      for (int t = 0; t < d_h; ++t) u[t] += w[jj] * v[t];
+    }
   }
   *m_out = m;
   *e_out = e;

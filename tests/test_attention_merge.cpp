@@ -390,7 +390,9 @@ TEST(AttentionMerge, ExtremeScoresStayFinite) {
     const Ref ref = attention_ref(q, ks, d, 0, false, &s);
     const Partial full = partial_of(q, ks, d, 0, false);
     ASSERT_TRUE(std::isfinite(full.m) && std::isfinite(full.e) && all_finite(full.u));
-    EXPECT_EQ(full.m, smax) << "mode=" << mode;
+    // The kernel's dot products are SIMD reductions (another summation order): m agrees with
+    // the sequential fp32 score to rounding, not bit for bit.
+    EXPECT_NEAR(full.m, smax, 1e-6 * std::fabs(smax)) << "mode=" << mode;
     EXPECT_LE(rel_err(merge({full}, d), ref.o), 1e-5) << "mode=" << mode;
     for (int beta = 2; beta <= 8; ++beta) {
       std::vector<Partial> parts;
@@ -405,7 +407,7 @@ TEST(AttentionMerge, ExtremeScoresStayFinite) {
       Partial acc = empty_partial(d);
       for (const Partial& p : parts) acc = combine(acc, p, d);
       ASSERT_TRUE(std::isfinite(acc.m) && std::isfinite(acc.e) && all_finite(acc.u));
-      EXPECT_EQ(acc.m, smax);
+      EXPECT_NEAR(acc.m, smax, 1e-6 * std::fabs(smax));
     }
   }
 }

@@ -46,8 +46,8 @@ class Backend {
   // x(n, n_heads, d_head) rotated in place, row i at position pos[i]
   virtual void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head,
                     float theta) = 0;
-  // gate(n) = silu(gate) · up
-  virtual void silu_mul(float* gate, const float* up, size_t n) = 0;
+  // out(n, d_ff) = silu(gu[:, :d_ff]) ⊙ gu[:, d_ff:] for gu(n, 2·d_ff) (SwiGLU)
+  virtual void swiglu(const float* gu, float* out, int n, int d_ff) = 0;
   virtual void partial_attention(const PartialAttnArgs& a) = 0;
   // o(nq, n_head, d_head) = merge of nb partials; m, e are (nb, nq, n_head), u is
   // (nb, nq, n_head, d_head).

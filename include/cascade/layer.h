@@ -7,21 +7,30 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "cascade/backend.h"
 #include "cascade/model.h"
 
 namespace cascade {
 
+// Scratch buffers reused across calls (grown as needed), so the hot path does not allocate.
+struct LayerScratch {
+  std::vector<float> x;    // (n, d) normalised rows
+  std::vector<float> big;  // (n, d_q + 2·d_kv) fused QKV, or (n, 2·d_ff) fused gate|up
+  std::vector<float> act;  // (n, d_ff) SwiGLU output
+};
+
 // h(n, d) = rows of the token embedding.
 void embed_tokens(const Model& model, const int32_t* ids, int n, float* h);
 
 // q(n, d_q), k(n, d_kv), v(n, d_kv) from h(n, d) at positions pos(n).
 void layer_prepass(Backend& be, const Model& model, int layer, const float* h,
-                   const int32_t* pos, int n, float* q, float* k, float* v);
+                   const int32_t* pos, int n, float* q, float* k, float* v, LayerScratch& ws);
 
 // h(n, d) updated in place from the attention output o(n, d_q).
-void layer_postpass(Backend& be, const Model& model, int layer, float* h, const float* o, int n);
+void layer_postpass(Backend& be, const Model& model, int layer, float* h, const float* o, int n,
+                    LayerScratch& ws);
 
 // logits(n, n_vocab) = RMSNorm(h(n, d))·W_outᵀ.
 void final_logits(Backend& be, const Model& model, const float* h, int n, float* logits);

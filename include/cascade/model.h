@@ -16,13 +16,10 @@ class GgufFile;
 
 struct LayerWeights {
   std::vector<float> attn_norm;  // (d)
-  std::vector<float> wq;         // (d_q, d)
-  std::vector<float> wk;         // (d_kv, d)
-  std::vector<float> wv;         // (d_kv, d)
+  std::vector<float> wqkv;       // (d_q + 2·d_kv, d): Wq, Wk, Wv stacked (one GEMM)
   std::vector<float> wo;         // (d, d_q)
   std::vector<float> ffn_norm;   // (d)
-  std::vector<float> w_gate;     // (d_ff, d)
-  std::vector<float> w_up;       // (d_ff, d)
+  std::vector<float> w_gate_up;  // (2·d_ff, d): W_gate, W_up stacked (one GEMM)
   std::vector<float> w_down;     // (d, d_ff)
 };
 

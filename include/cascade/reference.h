@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cascade/layer.h"
 #include "cascade/model.h"
 
 namespace cascade {
@@ -32,6 +33,7 @@ class Reference {
   Backend* owned_ = nullptr;
   int n_past_ = 0;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_ctx_used, d_kv)
+  LayerScratch ws_;
 };
 
 }  // namespace cascade

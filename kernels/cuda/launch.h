@@ -11,7 +11,7 @@ namespace cascade::cuda {
 void rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps, cudaStream_t s);
 void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head, float theta,
           cudaStream_t s);
-void silu_mul(float* gate, const float* up, size_t n, cudaStream_t s);
+void swiglu(const float* gu, float* out, int n, int d_ff, cudaStream_t s);
 void partial_attention(const float* q, const int32_t* q_pos, int nq, const float* k,
                        const float* v, const int32_t* k_pos, int nk, int n_head, int n_head_kv,
                        int d_head, bool causal, float* m, float* e, float* u, cudaStream_t s);

@@ -21,6 +21,13 @@ std::vector<float> load_tensor(const GgufFile& g, const std::string& name, uint6
   return g.to_f32(t);
 }
 
+// Rows of several matrices with the same row length, one after the other.
+std::vector<float> stack(std::initializer_list<std::vector<float>> parts) {
+  std::vector<float> out;
+  for (const std::vector<float>& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
 }  // namespace
 
 Model Model::load(const GgufFile& g) {
@@ -35,13 +42,13 @@ Model Model::load(const GgufFile& g) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights& w = m.layers[l];
     w.attn_norm = load_tensor(g, p + "attn_norm.weight", c.d_model, 1);
-    w.wq = load_tensor(g, p + "attn_q.weight", c.d_model, c.d_q());
-    w.wk = load_tensor(g, p + "attn_k.weight", c.d_model, c.d_kv());
-    w.wv = load_tensor(g, p + "attn_v.weight", c.d_model, c.d_kv());
+    w.wqkv = stack({load_tensor(g, p + "attn_q.weight", c.d_model, c.d_q()),
+                    load_tensor(g, p + "attn_k.weight", c.d_model, c.d_kv()),
+                    load_tensor(g, p + "attn_v.weight", c.d_model, c.d_kv())});
     w.wo = load_tensor(g, p + "attn_output.weight", c.d_q(), c.d_model);
     w.ffn_norm = load_tensor(g, p + "ffn_norm.weight", c.d_model, 1);
-    w.w_gate = load_tensor(g, p + "ffn_gate.weight", c.d_model, c.d_ff);
-    w.w_up = load_tensor(g, p + "ffn_up.weight", c.d_model, c.d_ff);
+    w.w_gate_up = stack({load_tensor(g, p + "ffn_gate.weight", c.d_model, c.d_ff),
+                         load_tensor(g, p + "ffn_up.weight", c.d_model, c.d_ff)});
     w.w_down = load_tensor(g, p + "ffn_down.weight", c.d_ff, c.d_model);
   }
   return m;

@@ -42,7 +42,7 @@ std::vector<float> Reference::forward(const std::vector<int32_t>& ids, bool all_
   embed_tokens(model_, ids.data(), n, h.data());
 
   for (int l = 0; l < c.n_layer; ++l) {
-    layer_prepass(be, model_, l, h.data(), pos.data(), n, q.data(), k.data(), v.data());
+    layer_prepass(be, model_, l, h.data(), pos.data(), n, q.data(), k.data(), v.data(), ws_);
     std::vector<float>& kc = k_cache_[l];
     std::vector<float>& vc = v_cache_[l];
     kc.resize((size_t)n_past_ * c.d_kv());  // drop rows beyond n_past (after a reset)
@@ -57,7 +57,7 @@ std::vector<float> Reference::forward(const std::vector<int32_t>& ids, bool all_
     a.m = m.data(); a.e = e.data(); a.u = u.data();
     be.partial_attention(a);
     be.merge_partials(m.data(), e.data(), u.data(), 1, n, c.n_head, c.d_head, o.data());
-    layer_postpass(be, model_, l, h.data(), o.data(), n);
+    layer_postpass(be, model_, l, h.data(), o.data(), n, ws_);
   }
   n_past_ = n_total;
 

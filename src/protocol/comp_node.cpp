@@ -72,7 +72,7 @@ class CompNode {
     for (int l = 0; l < c.n_layer; ++l) {
       maybe_stall(fault_, t_.rank(), l);
       timer_.start();
-      layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data());
+      layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data(), ws_);
       timer_.stop();
 
       std::vector<Transport::Handle> handles;
@@ -131,7 +131,7 @@ class CompNode {
         }
       }
       be_.merge_partials(M.data(), E.data(), U.data(), beta, n, c.n_head, c.d_head, o.data());
-      layer_postpass(be_, m_, l, h.data(), o.data(), n);
+      layer_postpass(be_, m_, l, h.data(), o.data(), n, ws_);
       timer_.stop();
     }
 
@@ -159,6 +159,7 @@ class CompNode {
   int k_;
   ComputeTimer timer_;
   PartyStats stats_;
+  LayerScratch ws_;
 };
 
 }  // namespace

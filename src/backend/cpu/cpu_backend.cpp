@@ -33,6 +33,11 @@ class CpuBackend final : public Backend {
   void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,
                  bool accumulate) override {
     if (n == 0) return;
+    if (n == 1) {  // decode: a GEMV; sgemm would pack the whole weight matrix for one row
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1,
+                  accumulate ? 1.0f : 0.0f, y, 1);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in,
                 accumulate ? 1.0f : 0.0f, y, out);
   }
@@ -48,9 +53,14 @@ class CpuBackend final : public Backend {
       kernels::rope_row(x + (long)i * n_heads * d_head, n_heads, d_head, pos[i], theta);
   }
 
-  void silu_mul(float* gate, const float* up, size_t n) override {
-#pragma omp parallel for if (n > 4096)
-    for (size_t i = 0; i < n; ++i) gate[i] = kernels::silu_mul(gate[i], up[i]);
+  void swiglu(const float* gu, float* out, int n, int d_ff) override {
+#pragma omp parallel for if (n > 1)
+    for (int i = 0; i < n; ++i) {
+      const float* g = gu + (size_t)i * 2 * d_ff;
+      float* y = out + (size_t)i * d_ff;
+#pragma omp simd
+      for (int j = 0; j < d_ff; ++j) y[j] = kernels::silu_mul(g[j], g[d_ff + j]);
+    }
   }
 
   void partial_attention(const PartialAttnArgs& a) override {

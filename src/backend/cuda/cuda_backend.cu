@@ -79,8 +79,8 @@ class CudaBackend final : public Backend {
     cuda::rope(x, pos, n, n_heads, d_head, theta, stream_);
     cudaCheck(cudaGetLastError());
   }
-  void silu_mul(float* gate, const float* up, size_t n) override {
-    cuda::silu_mul(gate, up, n, stream_);
+  void swiglu(const float* gu, float* out, int n, int d_ff) override {
+    cuda::swiglu(gu, out, n, d_ff, stream_);
     cudaCheck(cudaGetLastError());
   }
   void partial_attention(const PartialAttnArgs& a) override {

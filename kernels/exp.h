@@ -1,0 +1,34 @@
+#pragma once
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/common.h"
+
+namespace cascade::kernels {
+
+// e^x in fp32 without a libm call, so that loops over it vectorise (libm's expf is scalar and
+// was the largest non-GEMM cost of a prefill). Range reduction x = k·ln2 + r, |r| ≤ ln2/2,
+// with ln2 split in two (Cody–Waite) so that r is exact; e^r by its degree-7 Taylor
+// polynomial (truncation error < 2e-9 relative); 2^k by building the exponent bits.
+// Accurate to ~2 ulp on [−87.3, 88.7]; inputs are clamped to that range (so e^−inf ≈ 1e−38,
+// not 0: callers that need an exact 0 for an empty set test for −inf themselves).
+CASCADE_HD float exp_fast(float x) {
+  x = fminf(fmaxf(x, -87.3f), 88.7f);
+  const float k = floorf(x * 1.44269504088896341f + 0.5f);  // round(x / ln2)
+  const float r = (x - k * 0.693145751953125f) - k * 1.42860682030941723e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = ((int32_t)k + 127) << 23;  // 2^k, k ∈ [−126, 128)
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+}  // namespace cascade::kernels
