@@ -38,7 +38,7 @@ CASCADE_HD void partial_attention_row(const float* q, const float* K, const floa
 #endif
       for (int t = 0; t < d_h; ++t) s += q[t] * k[t];
       sc[jj] = s * scale;
-      cmax = fmaxf(cmax, sc[jj]);
+      cmax = sc[jj] > cmax ? sc[jj] : cmax;  // not fmaxf: a libm call on the CPU
     }
     if (cmax == neg_inf()) continue;  // every key of the chunk masked
     if (cmax > m) {                   // new maximum: rescale what was accumulated so far

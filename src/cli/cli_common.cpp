@@ -21,13 +21,14 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
   sub->add_option("-t,--threads", o.threads, "CPU threads (default: OpenMP/OpenBLAS defaults)")->check(CLI::NonNegativeNumber);
 }
 
-LoadedModel load_model(const std::string& path_in) {
+LoadedModel load_model(const std::string& path_in, bool weights) {
   const std::string path = path_in.empty() ? default_model_path() : path_in;
   std::ifstream probe(path);
   if (!probe)
     throw std::runtime_error("model file '" + path + "' not found (run scripts/fetch-model, or pass --model)");
   GgufFile g(path);
-  LoadedModel lm{Model::load(g), std::make_unique<Tokenizer>(g), false};
+  LoadedModel lm{ModelConfig::from_gguf(g), weights ? Model::load(g) : Model{},
+                 std::make_unique<Tokenizer>(g), false};
   lm.chatml = g.has("tokenizer.chat_template") &&
               g.get_string("tokenizer.chat_template").find("<|im_start|>") != std::string::npos;
   return lm;
@@ -35,7 +36,7 @@ LoadedModel load_model(const std::string& path_in) {
 
 std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions& o) {
   const Tokenizer& tok = *lm.tokenizer;
-  const ModelConfig& cfg = lm.model.cfg;
+  const ModelConfig& cfg = lm.cfg;
   std::string text = o.prompt;
   if (!o.prompt_file.empty()) {
     std::ifstream in(o.prompt_file, std::ios::binary);

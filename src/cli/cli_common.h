@@ -30,11 +30,13 @@ struct GenerateOptions {
 void add_generate_options(CLI::App* sub, GenerateOptions& o);
 
 struct LoadedModel {
-  Model model;
+  ModelConfig cfg;
+  Model model;  // empty unless loaded with weights
   std::unique_ptr<Tokenizer> tokenizer;
   bool chatml = false;  // the GGUF's chat template is ChatML (<|im_start|>role ... <|im_end|>)
 };
-LoadedModel load_model(const std::string& path);  // "" → default_model_path()
+// "" → default_model_path(). Without weights: config and tokenizer only (the client's needs).
+LoadedModel load_model(const std::string& path, bool weights = true);
 
 // Reads --prompt-file if given, applies the chat template unless --raw, tokenises; throws on
 // an empty prompt or one longer than the model's context.

@@ -87,6 +87,42 @@ void run_bench_generate(const BenchOptions& o) {
   }
 }
 
+// GEMM throughput of the CPU backend for a layer's weight shapes at several row counts: a
+// CompNode of a Cascade run multiplies N/α rows by every weight matrix, so this shows what
+// splitting the rows costs (BLAS packs the whole weight matrix whatever the row count).
+void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, const std::string& model) {
+  set_cpu_threads(threads);
+  const ModelConfig c = load_model(model, false).cfg;
+  struct Shape { const char* name; int out, in; };
+  const Shape shapes[] = {{"qkv", c.d_q() + 2 * c.d_kv(), c.d_model}, {"o", c.d_model, c.d_q()},
+                          {"gate|up", 2 * c.d_ff, c.d_model}, {"down", c.d_model, c.d_ff}};
+  auto be = make_cpu_backend();
+  std::printf("# bench gemm: y(rows, out) = x(rows, in)·Wᵀ, the four GEMMs of one layer of %s, %d threads\n",
+              c.name.c_str(), threads);
+  std::printf("%6s %12s %12s %16s\n", "rows", "µs/layer", "GFLOP/s", "µs/layer/row");
+  double base_per_row = 0.0;
+  for (int rows : rows_list) {
+    std::vector<double> times;
+    std::vector<std::vector<float>> w, x, y;
+    for (const Shape& s : shapes) {
+      w.emplace_back((size_t)s.out * s.in, 0.01f);
+      x.emplace_back((size_t)rows * s.in, 0.02f);
+      y.emplace_back((size_t)rows * s.out);
+    }
+    double flops = 0.0;
+    for (const Shape& s : shapes) flops += 2.0 * rows * s.out * s.in;
+    for (int r = 0; r < runs + 1; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < w.size(); ++i)
+        be->matmul_wt(x[i].data(), w[i].data(), y[i].data(), rows, shapes[i].in, shapes[i].out, false);
+      if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double t = median(times);
+    if (base_per_row == 0.0) base_per_row = t / rows;
+    std::printf("%6d %12.1f %12.1f %16.2f\n", rows, 1e6 * t, flops / t * 1e-9, 1e6 * t / rows);
+  }
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -101,6 +137,17 @@ void add_bench_command(CLI::App& app) {
   gen->add_option("-t,--threads", o->threads, "CPU threads")->check(CLI::NonNegativeNumber);
   gen->add_flag("--json", o->json, "Print JSON");
   gen->callback([o] { run_bench_generate(*o); });
+
+  auto rows = std::make_shared<std::vector<int>>(std::vector<int>{128, 64, 32, 16, 8});
+  auto gemm_runs = std::make_shared<int>(20);
+  auto gemm_threads = std::make_shared<int>(1);
+  auto gemm_model = std::make_shared<std::string>();
+  CLI::App* gemm = bench->add_subcommand("gemm", "GEMM throughput of one layer's weights at several row counts");
+  gemm->add_option("--rows", *rows, "Row counts")->capture_default_str()->check(CLI::Range(1, 65536));
+  gemm->add_option("--runs", *gemm_runs, "Timed runs per row count (median)")->capture_default_str()->check(CLI::Range(1, 100000));
+  gemm->add_option("-t,--threads", *gemm_threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);
+  gemm->add_option("-m,--model", *gemm_model, "GGUF model whose shapes to use (default: the default model)");
+  gemm->callback([=] { run_bench_gemm(*rows, *gemm_runs, *gemm_threads, *gemm_model); });
 }
 
 }  // namespace cascade::cli

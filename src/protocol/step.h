@@ -2,9 +2,9 @@
 // alone: every party computes the same picture, so no positions travel with the rows.
 #pragma once
 
-#include <chrono>
 #include <vector>
 
+#include "cascade/compute_timer.h"
 #include "cascade/schedule.h"
 
 namespace cascade {
@@ -33,18 +33,6 @@ struct Step {
     return out;
   }
   int last() const { return positions.back(); }
-};
-
-// Accumulates the time spent in compute sections.
-class ComputeTimer {
- public:
-  void start() { t0_ = std::chrono::steady_clock::now(); }
-  void stop() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
-  double seconds() const { return total_; }
-
- private:
-  std::chrono::steady_clock::time_point t0_;
-  double total_ = 0.0;
 };
 
 }  // namespace cascade
