@@ -49,6 +49,9 @@ struct CommFlow {
   int layer = -1;
   CommKind kind = CommKind::q;
   uint64_t bytes = 0;
+  bool operator==(const CommFlow& o) const {
+    return src == o.src && dst == o.dst && layer == o.layer && kind == o.kind && bytes == o.bytes;
+  }
 };
 
 // Totals of a prefill, a decode step or a run.

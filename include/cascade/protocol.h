@@ -53,7 +53,6 @@ struct ClientOptions {
 struct ClientResult {
   std::vector<int32_t> tokens;             // sampled tokens
   std::vector<std::vector<float>> logits;  // rows received, if keep_logits
-  PartyStats stats;
 };
 
 // Rank 0: sends the schedule to every rank (the world size must be schedule.n_ranks()).
@@ -76,10 +75,11 @@ struct FaultOptions {
   int stall_layer = 0;
 };
 
-// Rank 1..α. `model` holds the weights.
+// Rank 1..α. `model` holds the weights. The role fills in compute_s; run_cascade the rest.
 PartyStats run_comp_node(Transport& t, const Schedule& schedule, const Model& model,
                          Backend& backend, const FaultOptions& fault = {});
-// AttnNode ranks. Only the shapes of `cfg` are used; an AttnNode holds no weights.
+// AttnNode ranks. Only the shapes of `cfg` are used; an AttnNode holds no weights. The role
+// fills in compute_s; run_cascade the rest.
 PartyStats run_attn_node(Transport& t, const Schedule& schedule, const ModelConfig& cfg,
                          Backend& backend, const FaultOptions& fault = {});
 

@@ -45,6 +45,7 @@ void add_generate_command(CLI::App& app) {
     }
     const double t_decode = std::chrono::duration<double>(clock::now() - t0).count();
     std::fputc('\n', stdout);
+    std::fflush(stdout);
     const int n_decoded = out.empty() ? 0 : (int)out.size() - 1;  // first token came from prefill
     std::fprintf(stderr, "prefill: %zu tokens in %.3f s (%.1f tok/s)\n", prompt.size(), t_prefill,
                  prompt.size() / t_prefill);

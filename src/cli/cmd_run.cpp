@@ -91,11 +91,7 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
   uint64_t m_total = 0, p_total = 0;
   for (const CommFlow& f : measured) m_total += f.bytes;
   for (const CommFlow& f : predicted) p_total += f.bytes;
-  bool same = measured.size() == predicted.size();
-  for (size_t i = 0; same && i < measured.size(); ++i)
-    same = measured[i].src == predicted[i].src && measured[i].dst == predicted[i].dst &&
-           measured[i].layer == predicted[i].layer && measured[i].kind == predicted[i].kind &&
-           measured[i].bytes == predicted[i].bytes;
+  const bool same = measured == predicted;
   if (o.json) {
     nlohmann::json parties = nlohmann::json::array();
     for (size_t r = 0; r < rep.stats.size(); ++r) {

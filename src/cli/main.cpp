@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Cascade: token-sharded private LLM inference (ICML 2025) on CPUs, GPUs and MPI"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "cascade 0.1");
+  // A later option wins (scripts pass defaults that users may override on the command line).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cascade::cli::add_generate_command(app);
   cascade::cli::add_run_command(app);
   cascade::cli::add_plan_command(app);

@@ -1,10 +1,8 @@
 // AttnNode (a, b): no weights. Per layer it gets q rows of attention shard a and k/v rows of
 // shard b, keeps the k/v rows as its KV cache, and answers each CompNode with the partials
 // (m, e, u) of that CompNode's query rows.
-#include <chrono>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 
 #include "cascade/backend.h"
 #include "cascade/protocol.h"
@@ -25,20 +23,10 @@ class AttnNode {
   }
 
   PartyStats run() {
-    const auto t0 = std::chrono::steady_clock::now();
-    run_step(Step::prefill(s_));
-    for (;;) {
-      Control ctl;
-      t_.recv({0, t_.rank(), -1, {{CommKind::control, sizeof(Control)}}, {}}, &ctl);
-      if (ctl.command == kControlStop) break;
-      if (ctl.command != kControlDecode || ctl.position < s_.n_prompt || ctl.position >= s_.n_positions)
-        throw std::runtime_error("AttnNode: bad control message");
-      run_step(Step::decode(ctl.position));
-    }
-    stats_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    stats_.compute_s = timer_.seconds();
-    stats_.wait_s = t_.wait_seconds();
-    return stats_;
+    serve_steps(t_, s_, [this](const Step& step) { run_step(step); });
+    PartyStats st;
+    st.compute_s = timer_.seconds();
+    return st;
   }
 
  private:
@@ -65,8 +53,7 @@ class AttnNode {
     std::vector<float> q((size_t)nq * dq);
     std::vector<float> m((size_t)nq * c_.n_head), e(m.size()), u(q.size());
     for (int l = 0; l < c_.n_layer; ++l) {
-      if (fault_.stall_rank == t_.rank() && fault_.stall_layer == l)
-        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+      stall_if_asked(fault_, t_.rank(), l);
       std::vector<Transport::Handle> handles;
       for (int k = 0; k < alpha; ++k) {
         if (qk[k].empty() && kvk[k].empty()) continue;
@@ -134,7 +121,6 @@ class AttnNode {
   std::vector<int32_t> k_pos_;  // positions of the cached key/value rows (same every layer)
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_cached, n_kv, d_h)
   ComputeTimer timer_;
-  PartyStats stats_;
 };
 
 }  // namespace

@@ -1,6 +1,5 @@
 // Rank 0: the client and planner. It alone holds the prompt and the sampling state; it sees
 // no hidden state, only the final logits rows.
-#include <chrono>
 #include <stdexcept>
 
 #include "cascade/protocol.h"
@@ -43,7 +42,6 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
                                 std::to_string(s.n_prompt));
   if (s.n_prompt + opt.n_generate - 1 > s.n_positions)
     throw std::invalid_argument("the schedule plans too few positions for the tokens to generate");
-  const auto t0 = std::chrono::steady_clock::now();
   ClientResult res;
 
   std::vector<Transport::Handle> h;
@@ -82,8 +80,6 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
     if (tok == opt.stop_token) break;
   }
   send_control(t, s, {kControlStop, 0});
-  res.stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  res.stats.wait_s = t.wait_seconds();
   return res;
 }
 

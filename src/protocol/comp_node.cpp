@@ -1,8 +1,6 @@
 // CompNode k: holds the weights and, per step, only the hidden rows of its own positions.
-#include <chrono>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 
 #include "cascade/backend.h"
 #include "cascade/layer.h"
@@ -12,31 +10,16 @@
 namespace cascade {
 namespace {
 
-void maybe_stall(const FaultOptions& f, int rank, int layer) {
-  if (f.stall_rank == rank && f.stall_layer == layer)
-    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-}
-
 class CompNode {
  public:
   CompNode(Transport& t, const Schedule& s, const Model& m, Backend& be, const FaultOptions& f)
       : t_(t), s_(s), m_(m), be_(be), fault_(f), k_(s.role_of_rank(t.rank()).k) {}
 
   PartyStats run() {
-    const auto t0 = std::chrono::steady_clock::now();
-    run_step(Step::prefill(s_));
-    for (;;) {
-      Control c;
-      t_.recv({0, t_.rank(), -1, {{CommKind::control, sizeof(Control)}}, {}}, &c);
-      if (c.command == kControlStop) break;
-      if (c.command != kControlDecode || c.position < s_.n_prompt || c.position >= s_.n_positions)
-        throw std::runtime_error("CompNode " + std::to_string(k_) + ": bad control message");
-      run_step(Step::decode(c.position));
-    }
-    stats_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    stats_.compute_s = timer_.seconds();
-    stats_.wait_s = t_.wait_seconds();
-    return stats_;
+    serve_steps(t_, s_, [this](const Step& step) { run_step(step); });
+    PartyStats st;
+    st.compute_s = timer_.seconds();
+    return st;
   }
 
  private:
@@ -70,7 +53,7 @@ class CompNode {
     const size_t part_floats = (size_t)c.n_head * (c.d_head + 2);  // (m, e, u) of one row
     std::vector<std::vector<float>> up(beta * beta), down(beta * beta);
     for (int l = 0; l < c.n_layer; ++l) {
-      maybe_stall(fault_, t_.rank(), l);
+      stall_if_asked(fault_, t_.rank(), l);
       timer_.start();
       layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data(), ws_);
       timer_.stop();
@@ -164,7 +147,6 @@ class CompNode {
   FaultOptions fault_;
   int k_;
   ComputeTimer timer_;
-  PartyStats stats_;
   LayerScratch ws_;
 };
 

@@ -77,7 +77,6 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     t.barrier();  // everyone has loaded what it needs
     start();
     rep.client = run_client(t, rep.schedule, setup.prompt, setup.client);
-    mine = rep.client.stats;
   } else {
     if (!receive_schedule(t, rep.schedule)) return rep;
     name_parties(rep.schedule);

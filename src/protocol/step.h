@@ -2,9 +2,11 @@
 // alone: every party computes the same picture, so no positions travel with the rows.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "cascade/compute_timer.h"
+#include "cascade/protocol.h"
 #include "cascade/schedule.h"
 
 namespace cascade {
@@ -34,5 +36,12 @@ struct Step {
   }
   int last() const { return positions.back(); }
 };
+
+// A CompNode's or AttnNode's life: the prefill, then one decode step per control message from
+// the client, until it says stop. Returns when stopped; throws on a malformed control message.
+void serve_steps(Transport& t, const Schedule& s, const std::function<void(const Step&)>& run_step);
+
+// Fault injection (tests): the party `f.stall_rank` stops answering at layer `f.stall_layer`.
+void stall_if_asked(const FaultOptions& f, int rank, int layer);
 
 }  // namespace cascade

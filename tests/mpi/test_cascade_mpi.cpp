@@ -160,11 +160,7 @@ class Harness {
     if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
     const std::vector<CommFlow> measured = to_flows(rep.sent);
     const std::vector<CommFlow> predicted = flows_run(cfg_, s, s.n_prompt, sc.n_generate, 4);
-    bool bytes_ok = measured.size() == predicted.size();
-    for (size_t i = 0; bytes_ok && i < measured.size(); ++i)
-      bytes_ok = measured[i].src == predicted[i].src && measured[i].dst == predicted[i].dst &&
-                 measured[i].layer == predicted[i].layer && measured[i].kind == predicted[i].kind &&
-                 measured[i].bytes == predicted[i].bytes;
+    const bool bytes_ok = measured == predicted;
     uint64_t mb = 0, pb = 0;
     for (const CommFlow& f : measured) mb += f.bytes;
     for (const CommFlow& f : predicted) pb += f.bytes;
