@@ -143,8 +143,10 @@ int run(const RunOptions& o) {
   MpiSession mpi;
   set_cpu_threads(o.gen.threads > 0 ? o.gen.threads : 1);  // one core per party by default
   std::unique_ptr<Transport> t = make_mpi_transport(MPI_COMM_WORLD);
-  t->set_timeout(o.timeout);
   const int rank = t->rank();
+  // The parties wait one layer's message at a time and so notice a dead or stuck peer first,
+  // naming it and the layer; the client, waiting for a whole step's logits, is the backstop.
+  t->set_timeout(rank == 0 ? 2 * o.timeout : o.timeout);
   const std::string model_path = o.gen.model.empty() ? default_model_path() : o.gen.model;
 
   CascadeSetup setup;
