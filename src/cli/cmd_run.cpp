@@ -175,10 +175,13 @@ int run(const RunOptions& o) {
       return 2;
     }
     if (!o.json) {
-      std::printf("Cascade run: %s, α = %d, β = %d, c = %d, δ = %d: %d ranks; prompt %d tokens, ρ = %d%s\n",
-                  setup.schedule.strategy.c_str(), setup.schedule.alpha, setup.schedule.beta,
-                  setup.schedule.c, setup.schedule.delta, setup.schedule.n_ranks(),
-                  setup.schedule.n_prompt, o.rho, o.insecure ? " (--insecure)" : "");
+      const Schedule& s = setup.schedule;
+      const std::string cd = s.strategy == kStrategyCDelta
+                                 ? ", c = " + std::to_string(s.c) + ", δ = " + std::to_string(s.delta)
+                                 : "";
+      std::printf("Cascade run: %s, α = %d, β = %d%s: %d ranks; prompt %d tokens, ρ = %d%s\n",
+                  s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), s.n_ranks(), s.n_prompt, o.rho,
+                  o.insecure ? " (--insecure)" : "");
       print_exposure(exposure);
       std::printf("\n");
       setup.client.on_token = [&](int32_t tok) {
