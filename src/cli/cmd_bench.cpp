@@ -93,14 +93,15 @@ void run_bench_generate(const BenchOptions& o) {
 void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, const std::string& model) {
   set_cpu_threads(threads);
   const ModelConfig c = load_model(model, false).cfg;
-  struct Shape { const char* name; int out, in; };
-  const Shape shapes[] = {{"qkv", c.d_q() + 2 * c.d_kv(), c.d_model}, {"o", c.d_model, c.d_q()},
-                          {"gate|up", 2 * c.d_ff, c.d_model}, {"down", c.d_model, c.d_ff}};
+  struct Shape { int out, in; };
+  const Shape shapes[] = {{c.d_q() + 2 * c.d_kv(), c.d_model},   // Q|K|V
+                          {c.d_model, c.d_q()},                   // O
+                          {2 * c.d_ff, c.d_model},                // gate|up
+                          {c.d_model, c.d_ff}};                   // down
   auto be = make_cpu_backend();
   std::printf("# bench gemm: y(rows, out) = x(rows, in)·Wᵀ, the four GEMMs of one layer of %s, %d threads\n",
               c.name.c_str(), threads);
   std::printf("%6s %12s %12s %16s\n", "rows", "µs/layer", "GFLOP/s", "µs/layer/row");
-  double base_per_row = 0.0;
   for (int rows : rows_list) {
     std::vector<double> times;
     std::vector<std::vector<float>> w, x, y;
@@ -118,7 +119,6 @@ void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, co
       if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     const double t = median(times);
-    if (base_per_row == 0.0) base_per_row = t / rows;
     std::printf("%6d %12.1f %12.1f %16.2f\n", rows, 1e6 * t, flops / t * 1e-9, 1e6 * t / rows);
   }
 }

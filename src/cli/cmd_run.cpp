@@ -51,12 +51,7 @@ ReferenceCheck check_against_reference(const Model& model, const std::vector<int
     const double t0 = ComputeTimer::now();  // CPU time, as the parties' compute is measured
     const std::vector<float> logits = i == 0 ? ref.forward(prompt) : ref.forward({cr.tokens[i - 1]});
     rc.compute_s += ComputeTimer::now() - t0;
-    double maxdiff = 0.0, maxref = 0.0;
-    for (int v = 0; v < V; ++v) {
-      maxdiff = std::max(maxdiff, (double)std::fabs(cr.logits[i][v] - logits[v]));
-      maxref = std::max(maxref, (double)std::fabs(logits[v]));
-    }
-    rc.max_rel_err = std::max(rc.max_rel_err, maxdiff / maxref);
+    rc.max_rel_err = std::max(rc.max_rel_err, max_rel_diff(cr.logits[i].data(), logits.data(), V));
     if (greedy && kernels::argmax_row(logits.data(), V) != cr.tokens[i]) rc.same_tokens = false;
   }
   return rc;
@@ -92,6 +87,8 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
   for (const CommFlow& f : measured) m_total += f.bytes;
   for (const CommFlow& f : predicted) p_total += f.bytes;
   const bool same = measured == predicted;
+  double compute = 0.0;  // summed over all parties
+  for (const PartyStats& st : rep.stats) compute += st.compute_s;
   if (o.json) {
     nlohmann::json parties = nlohmann::json::array();
     for (size_t r = 0; r < rep.stats.size(); ++r) {
@@ -102,8 +99,6 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
     }
     uint64_t messages_per_layer = 0;  // messages at layer 0, both directions
     for (const CommFlow& f : measured) messages_per_layer += f.layer == 0 && (f.kind == CommKind::q || f.kind == CommKind::partial);
-    double compute = 0.0;
-    for (const PartyStats& st : rep.stats) compute += st.compute_s;
     nlohmann::json j = {{"alpha", s.alpha}, {"beta", s.beta}, {"c", s.c}, {"delta", s.delta},
                         {"strategy", s.strategy}, {"ranks", s.n_ranks()},
                         {"prompt_tokens", s.n_prompt}, {"tokens", rep.client.tokens},
@@ -122,8 +117,6 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
               (unsigned long long)m_total, (unsigned long long)p_total,
               same ? "equal for every (src, dst, layer, kind)" : "MISMATCH");
   if (rc) {
-    double compute = 0.0;
-    for (const PartyStats& st : rep.stats) compute += st.compute_s;
     std::printf("single-process reference: max relative logit difference %.2e, %s tokens;\n"
                 "  compute summed over all parties %.3f s / reference %.3f s = %.2fx\n",
                 rc->max_rel_err, rc->same_tokens ? "same" : "DIFFERENT", compute, rc->compute_s,

@@ -147,14 +147,8 @@ class Harness {
     std::string why;
     double worst = 0.0;
     const auto& got = rep.client.logits;
-    for (size_t i = 0; i < got.size() && i < ref.logits.size(); ++i) {
-      double maxdiff = 0.0, maxref = 0.0;
-      for (int v = 0; v < cfg_.n_vocab; ++v) {
-        maxdiff = std::max(maxdiff, (double)std::fabs(got[i][v] - ref.logits[i][v]));
-        maxref = std::max(maxref, (double)std::fabs(ref.logits[i][v]));
-      }
-      worst = std::max(worst, maxdiff / maxref);
-    }
+    for (size_t i = 0; i < got.size() && i < ref.logits.size(); ++i)
+      worst = std::max(worst, max_rel_diff(got[i].data(), ref.logits[i].data(), cfg_.n_vocab));
     if (got.size() != ref.logits.size()) why += " logits rows " + std::to_string(got.size());
     if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
     if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
