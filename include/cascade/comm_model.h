@@ -30,9 +30,13 @@
 
 namespace cascade {
 
-enum class CommKind : int { schedule = 0, tokens, control, q, kv, partial, logits };
-inline constexpr int kNumCommKinds = 7;
-const char* comm_kind_name(CommKind kind);  // "schedule", "tokens", ..., "logits"
+// What a message part carries. hidden: the final hidden row of the last position (d floats) sent
+// to the client under --lm-head client; logits: the logits row under --lm-head comp. header:
+// the self-describing header every message carries (its parts' kinds and positions). report:
+// the end-of-run report every rank sends to rank 0 (outside the protocol's figure).
+enum class CommKind : int { schedule = 0, tokens, control, q, kv, partial, hidden, logits, header, report };
+inline constexpr int kNumCommKinds = 10;
+const char* comm_kind_name(CommKind kind);  // "schedule", "tokens", ..., "report"
 
 inline constexpr uint64_t kTokenBytes = 4;    // int32 token id
 inline constexpr uint64_t kControlBytes = 8;  // int32 command + int32 position

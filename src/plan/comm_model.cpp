@@ -16,7 +16,10 @@ const char* comm_kind_name(CommKind kind) {
     case CommKind::q: return "q";
     case CommKind::kv: return "kv";
     case CommKind::partial: return "partial";
+    case CommKind::hidden: return "hidden";
     case CommKind::logits: return "logits";
+    case CommKind::header: return "header";
+    case CommKind::report: return "report";
   }
   return "?";
 }
@@ -48,8 +51,8 @@ uint64_t CommEstimate::by_kind(CommKind kind) const {
     case CommKind::kv: return kv;
     case CommKind::partial: return partial;
     case CommKind::logits: return logits;
+    default: return 0;
   }
-  return 0;
 }
 
 CommEstimate& CommEstimate::operator+=(const CommEstimate& o) {
