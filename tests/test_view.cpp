@@ -11,7 +11,7 @@ namespace {
 
 struct ViewTest : ::testing::Test {
   // α = 2, β = 2, c = 2 (δ = 4): positions 0,1 → CompNode 0; 2,3 → CompNode 1; att(p) = p mod 2.
-  Schedule s = make_schedule({kStrategyCDelta, 2, 2, 2, 0, 0, 8, 8});
+  Schedule s = make_schedule({kStrategyCDelta, 2, 2, 2, 0, 0, 8, 8, AttnSharding::offset, LmHead::client, {}});
   ModelConfig cfg = smollm2_135m_config();
   uint64_t q_row = 4ull * cfg.d_q(), kv_row = 8ull * cfg.d_kv();
   uint64_t part_row = 4ull * cfg.n_head * (cfg.d_head + 2);

@@ -8,6 +8,25 @@ namespace cascade {
 
 class GgufFile;
 
+// The dims every party needs to size and check the messages it exchanges. They travel in the
+// schedule message (schedule.h), so AttnNodes, which hold no weights, never open the model.
+struct ModelShape {
+  int n_layer = 0;
+  int d_model = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int d_head = 0;
+  int n_vocab = 0;
+
+  int d_q() const { return n_head * d_head; }
+  int d_kv() const { return n_head_kv * d_head; }
+  bool empty() const { return n_layer == 0; }
+  bool operator==(const ModelShape& o) const {
+    return n_layer == o.n_layer && d_model == o.d_model && n_head == o.n_head &&
+           n_head_kv == o.n_head_kv && d_head == o.d_head && n_vocab == o.n_vocab;
+  }
+};
+
 struct ModelConfig {
   std::string arch = "llama";
   std::string name;
@@ -25,6 +44,7 @@ struct ModelConfig {
 
   int d_q() const { return n_head * d_head; }
   int d_kv() const { return n_head_kv * d_head; }
+  ModelShape shape() const { return {n_layer, d_model, n_head, n_head_kv, d_head, n_vocab}; }
 
   // Reads <arch>.block_count, embedding_length, attention.head_count(_kv),
   // feed_forward_length, context_length, rope.freq_base, attention.layer_norm_rms_epsilon,

@@ -1,6 +1,7 @@
 // cascade comm-model: the bytes the communication model predicts (PROTOCOL.md
 // "Communication model"; include/cascade/comm_model.h) for a prefill, one decode step and a
 // whole run, per kind, in aligned columns.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -27,22 +28,22 @@ struct CommModelOptions {
 };
 
 void run_comm_model(const CommModelOptions& o) {
-  ScheduleParams sp = o.sched;
-  sp.n_positions = o.tokens + o.generate;
-  sp.n_prompt = o.tokens;
-  const Schedule s = make_schedule(sp);
   std::string source;
   const ModelConfig cfg = plan_model_config(o.model, &source);
-  const CommEstimate pre = predict_prefill(cfg, s, o.tokens, o.elem_bytes);
-  const CommEstimate dec = predict_decode_step(cfg, s, o.tokens, o.elem_bytes);
-  const CommEstimate run = predict_run(cfg, s, o.tokens, o.generate, o.elem_bytes);
+  ScheduleParams sp = o.sched;
+  // Like cascade run -n G: the prompt, then one position per decode step (G − 1); one more is
+  // planned so that a decode step can be shown even when G = 1.
+  sp.n_positions = o.tokens + std::max(o.generate - 1, 1);
+  sp.n_prompt = o.tokens;
+  sp.shape = cfg.shape();
+  const Schedule s = make_schedule(sp);
+  const CommEstimate pre = predict_prefill(s, o.elem_bytes);
+  const CommEstimate dec = predict_decode_step(s, o.tokens, o.elem_bytes);
+  const CommEstimate run = predict_run(s, o.generate, o.elem_bytes);
 
   if (o.json) {
     nlohmann::json j = {
-        {"schedule", {{"strategy", s.strategy}, {"alpha", s.alpha}, {"beta", s.beta}, {"c", s.c},
-                      {"delta", s.delta}, {"seed", s.seed}, {"n_prompt", s.n_prompt},
-                      {"n_positions", s.n_positions}, {"n_ranks", s.n_ranks()},
-                      {"serialized_bytes", serialize(s).size()}}},
+        {"schedule", schedule_json(s)},
         {"model", model_json(cfg, source)},
         {"tokens", o.tokens},
         {"generate", o.generate},
@@ -54,13 +55,16 @@ void run_comm_model(const CommModelOptions& o) {
     return;
   }
 
-  std::printf("# comm model: %s, α = %d, β = %d, c = %d, δ = %d; %d ranks\n", s.strategy.c_str(),
-              s.alpha, s.beta, s.c, s.delta, s.n_ranks());
+  std::printf("# comm model: %s, α = %d, β = %d, c = %d, δ = %d, %s attention sharding, LM head at "
+              "the %s; %d ranks\n", s.strategy.c_str(), s.alpha, s.beta, s.c, s.delta,
+              attn_sharding_name(s.attn_sharding), lm_head_name(s.lm_head), s.n_ranks());
   std::printf("# model: %s: %d layers, d_q %d, d_kv %d, %d heads × %d, vocab %d\n", source.c_str(),
               cfg.n_layer, cfg.d_q(), cfg.d_kv(), cfg.n_head, cfg.d_head, cfg.n_vocab);
   std::printf("# %d prompt tokens, %d generated (prefill, %d decode steps, stop), %d bytes per element\n",
               o.tokens, o.generate, o.generate - 1, o.elem_bytes);
   std::printf("# per layer: up = Σ_p β·(d_q + 2·d_kv)·b, down = Σ_p β·n_h·(d_h + 2)·b\n");
+  std::printf("# headers: every message lists its parts and positions, 12 + Σ_parts (16 + 4·rows) bytes,\n"
+              "#   counted beside the protocol's figure\n");
   std::printf("# run column: per-layer rows are summed over the prefill and the decode steps\n\n");
 
   char pre_h[48], dec_h[48], run_h[48];
@@ -88,10 +92,13 @@ void run_comm_model(const CommModelOptions& o) {
   row("client: schedule", pre.schedule, dec.schedule, run.schedule);
   row("client: token ids", pre.tokens, dec.tokens, run.tokens);
   row("client: control", pre.control, dec.control, run.control);
+  row("client: final hidden row", pre.hidden, dec.hidden, run.hidden);
   row("client: logits", pre.logits, dec.logits, run.logits);
   row("messages", pre.messages(), dec.messages(), run.messages());
-  row("total", pre.total(), dec.total(), run.total());
-  human("total (binary units)", pre.total(), dec.total(), run.total());
+  row("protocol total", pre.protocol_total(), dec.protocol_total(), run.protocol_total());
+  row("message headers", pre.header, dec.header, run.header);
+  row("on the wire", pre.total(), dec.total(), run.total());
+  human("on the wire (binary units)", pre.total(), dec.total(), run.total());
 }
 
 }  // namespace
@@ -105,7 +112,7 @@ void add_comm_model_command(CLI::App& app) {
       "comm-model", "Bytes the communication model predicts: per layer, prefill, per decode token, whole run");
   add_schedule_options(sub, o->sched);
   sub->add_option("-n,--tokens", o->tokens, "Prompt tokens N")->capture_default_str()->check(CLI::Range(1, 1 << 24));
-  sub->add_option("-g,--generate", o->generate, "Tokens to generate (≥ 1; prefill gives the first)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  sub->add_option("-g,--generate", o->generate, "Tokens the run samples, as cascade run -n (≥ 1; the prefill gives the first)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   sub->add_option("--bytes", o->elem_bytes, "Bytes per element in transit (4 fp32, 2 bf16)")->capture_default_str()->check(CLI::Range(1, 8));
   sub->add_option("-m,--model", o->model, "GGUF file for the model dims (default: built-in SmolLM2-135M dims)");
   sub->add_flag("--json", o->json, "Print JSON");

@@ -2,6 +2,7 @@
 // ranks it needs and the predicted bytes of a prefill. Also the schedule options and helpers
 // shared with cmd_comm_model.cpp and cmd_run.cpp (declared in plan_common.h).
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cascade/comm_model.h"
+#include "cascade/exposure.h"
 #include "cascade/gguf.h"
 #include "cascade/model_config.h"
 #include "cascade/schedule.h"
@@ -21,7 +23,8 @@ namespace cascade::cli {
 
 // ---- shared with cmd_comm_model.cpp and cmd_run.cpp (plan_common.h) ------------------------
 
-// --alpha, --beta, --cluster, --delta, --strategy, --schedule-seed (--seed is the sampler's in cascade run).
+// --alpha, --beta, --cluster, --delta, --strategy, --schedule-seed (--seed is the sampler's in
+// cascade run), --attn-sharding, --lm-head.
 void add_schedule_options(CLI::App* sub, ScheduleParams& p) {
   sub->add_option("-a,--alpha", p.alpha, "CompNodes α")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_option("-b,--beta", p.beta, "Attention shards β (β² AttnNodes)")->capture_default_str()->check(CLI::Range(1, 1 << 14));
@@ -31,6 +34,20 @@ void add_schedule_options(CLI::App* sub, ScheduleParams& p) {
       ->capture_default_str()
       ->check(CLI::IsMember({kStrategyCDelta, kStrategyContiguous, kStrategyRoundRobin, kStrategyRandom}));
   sub->add_option("--schedule-seed", p.seed, "Seed of the random strategy")->capture_default_str();
+  const std::map<std::string, AttnSharding> shardings{{"cluster", AttnSharding::cluster},
+                                                      {"offset", AttnSharding::offset}};
+  sub->add_option("--attn-sharding", p.attn_sharding,
+                  "Attention shards: cluster (att(p) = comp(p) mod β, β ≤ α; AttnNode (a,b) sees "
+                  "CompNodes a and b) or offset (a cluster split by offset, β ≤ c)")
+      ->transform(CLI::CheckedTransformer(shardings))
+      ->default_str("cluster");
+  const std::map<std::string, LmHead> heads{{"client", LmHead::client}, {"comp", LmHead::comp}};
+  sub->add_option("--lm-head", p.lm_head,
+                  "Who applies the final norm and output matrix: client (gets the last hidden row; "
+                  "no CompNode learns the generated tokens) or comp (the owning CompNode sends logits "
+                  "and learns each next token)")
+      ->transform(CLI::CheckedTransformer(heads))
+      ->default_str("client");
 }
 
 // The model's dims: from a GGUF when a path is given, else SmolLM2-135M's built-in dims.
@@ -53,10 +70,19 @@ nlohmann::json comm_estimate_json(const CommEstimate& e) {
                          {"messages_up", e.messages_up_per_layer},
                          {"messages_down", e.messages_down_per_layer}}},
           {"bytes", {{"schedule", e.schedule}, {"tokens", e.tokens}, {"control", e.control},
-                     {"q", e.q}, {"kv", e.kv}, {"partial", e.partial}, {"logits", e.logits},
-                     {"layers", e.layers_total()}, {"client", e.client_total()},
-                     {"total", e.total()}}},
+                     {"q", e.q}, {"kv", e.kv}, {"partial", e.partial}, {"hidden", e.hidden},
+                     {"logits", e.logits}, {"layers", e.layers_total()},
+                     {"client", e.client_total()}, {"protocol", e.protocol_total()},
+                     {"header", e.header}, {"total", e.total()}}},
           {"messages", {{"client", e.client_messages}, {"total", e.messages()}}}};
+}
+
+nlohmann::json schedule_json(const Schedule& s) {
+  return {{"strategy", s.strategy}, {"attn_sharding", attn_sharding_name(s.attn_sharding)},
+          {"lm_head", lm_head_name(s.lm_head)}, {"alpha", s.alpha}, {"beta", s.beta}, {"c", s.c},
+          {"delta", s.delta}, {"seed", s.seed}, {"n_prompt", s.n_prompt},
+          {"n_positions", s.n_positions}, {"n_ranks", s.n_ranks()},
+          {"serialized_bytes", serialize(s).size()}, {"comp", s.comp}, {"att", s.att}};
 }
 
 nlohmann::json model_json(const ModelConfig& cfg, const std::string& source) {
@@ -67,6 +93,12 @@ nlohmann::json model_json(const ModelConfig& cfg, const std::string& source) {
 
 namespace {
 nlohmann::json gap_json(int gap) { return gap == kNoGap ? nlohmann::json(nullptr) : nlohmann::json(gap); }
+
+std::string verdict(const PartyExposure& e, int rho) {
+  if (e.whole_prompt) return "whole prompt";
+  if (e.gap != kNoGap && e.gap < rho) return "gap < ρ";
+  return "ok";
+}
 }  // namespace
 
 nlohmann::json exposure_json(const ExposureReport& rep) {
@@ -74,7 +106,13 @@ nlohmann::json exposure_json(const ExposureReport& rep) {
   for (const PartyExposure& e : rep.parties) {
     nlohmann::json p = {{"party", e.role.name()}, {"rank", e.rank}, {"observed", e.observed},
                         {"fraction", e.fraction}, {"gap", gap_json(e.gap)},
-                        {"whole_prompt", e.whole_prompt}, {"runs", e.runs}};
+                        {"shortest_hole", e.shortest_hole},
+                        {"shortest_hole_at", e.shortest_hole_at < 0 ? nlohmann::json(nullptr)
+                                                                    : nlohmann::json(e.shortest_hole_at)},
+                        {"longest_run", e.longest_run}, {"generated", e.generated},
+                        {"learns_final_token", e.learns_final_token},
+                        {"sees_generated", e.sees_generated()}, {"whole_prompt", e.whole_prompt},
+                        {"ok", verdict(e, rep.rho) == "ok"}, {"runs", e.runs}};
     if (e.role.kind == RankRole::comp) {
       p["kind"] = "comp";
       p["k"] = e.role.k;
@@ -82,44 +120,28 @@ nlohmann::json exposure_json(const ExposureReport& rep) {
       p["kind"] = "attn";
       p["a"] = e.role.a;
       p["b"] = e.role.b;
-      p["gap_q"] = gap_json(e.gap_q);
-      p["gap_kv"] = gap_json(e.gap_kv);
-      p["union_gap"] = gap_json(e.union_gap);
     }
     parties.push_back(std::move(p));
   }
-  return {{"n", rep.n}, {"rho", rep.rho}, {"secure", rep.secure()}, {"parties", parties},
-          {"warnings", rep.warnings}, {"violations", rep.violations}};
+  return {{"n_prompt", rep.n_prompt}, {"n_positions", rep.n_positions}, {"rho", rep.rho},
+          {"secure", rep.secure()}, {"parties", parties}, {"violations", rep.violations}};
 }
 
 void print_exposure(const ExposureReport& r) {
-  std::printf("\nexposure over the %d-token prompt (ρ = %d). gap = smallest distance from the last\n"
-              "position of one observed run to the first of the next (\"none\": a single run).\n"
-              "AttnNode (a,b) gets q rows of shard a and k/v rows of shard b: its security gap is\n"
-              "min(q gap, kv gap); the gap of the union of both is shown beside it.\n",
-              r.n, r.rho);
-  std::printf("  %-16s %5s %8s %8s %6s %6s %6s %9s  %s\n", "party", "rank", "observed", "fraction",
-              "gap", "q gap", "kv gap", "union gap", "note");
+  std::printf("\nexposure over %d planned positions (%d prompt + %d generated), ρ = %d.\n"
+              "A party observes the positions whose rows it receives (AttnNode (a,b): shards a and b);\n"
+              "a hole is a run of unobserved positions before an observed one; gap = 1 + the shortest\n"
+              "hole (\"none\": no hole). Refused: gap < ρ, or every prompt position observed.\n",
+              r.n_positions, r.n_prompt, r.n_positions - r.n_prompt, r.rho);
+  std::printf("  %-16s %5s %8s %8s %5s %13s %11s %9s  %s\n", "party", "rank", "observed",
+              "fraction", "gap", "shortest hole", "longest run", "generated", "verdict");
   for (const PartyExposure& e : r.parties) {
-    const bool attn = e.role.kind == RankRole::attn;
-    std::string note;
-    if (e.whole_prompt) note = "whole prompt exposed";
-    if (e.gap != kNoGap && e.gap < r.rho) note += std::string(note.empty() ? "" : "; ") + "security gap < ρ";
-    else if (attn && e.role.a != e.role.b && !e.whole_prompt && e.union_gap != kNoGap &&
-             e.union_gap < r.rho)
-      note += std::string(note.empty() ? "" : "; ") + "warning: union gap < ρ";
-    char line[256];
-    std::snprintf(line, sizeof line, "  %-16s %5d %8d %8.3f %6s %6s %6s %9s  %s", e.role.name().c_str(),
-                  e.rank, e.observed, e.fraction, gap_str(e.gap).c_str(),
-                  attn ? gap_str(e.gap_q).c_str() : "", attn ? gap_str(e.gap_kv).c_str() : "",
-                  attn ? gap_str(e.union_gap).c_str() : "", note.c_str());
-    std::string l = line;
-    l.erase(l.find_last_not_of(' ') + 1);
-    std::printf("%s\n", l.c_str());
-  }
-  if (!r.warnings.empty()) {
-    std::printf("\nwarnings:\n");
-    for (const auto& w : r.warnings) std::printf("  %s\n", w.c_str());
+    const std::string hole = e.shortest_hole == 0 ? "none"
+                             : std::to_string(e.shortest_hole) + " at " + std::to_string(e.shortest_hole_at);
+    const std::string gen = std::to_string(e.generated) + (e.learns_final_token ? "+final" : "");
+    std::printf("  %-16s %5d %8d %8.3f %5s %13s %11d %9s  %s\n", e.role.name().c_str(), e.rank,
+                e.observed, e.fraction, gap_str(e.gap).c_str(), hole.c_str(), e.longest_run,
+                gen.c_str(), verdict(e, r.rho).c_str());
   }
 }
 
@@ -130,7 +152,7 @@ namespace {
 struct PlanOptions {
   ScheduleParams sched;
   int tokens = 128;
-  int generate = 0;
+  int generate = 1;
   int rho = kDefaultRho;
   bool insecure = false;
   bool json = false;
@@ -159,7 +181,8 @@ std::string params_str(const Schedule& s) {
   else
     std::snprintf(buf, sizeof buf, "%s, α = %d, β = %d, c = %d, δ = %d", s.strategy.c_str(),
                   s.alpha, s.beta, s.c, s.delta);
-  return buf;
+  return std::string(buf) + ", attention sharding " + attn_sharding_name(s.attn_sharding) +
+         ", LM head at the " + lm_head_name(s.lm_head);
 }
 
 void print_schedule(const Schedule& s) {
@@ -186,14 +209,14 @@ void print_schedule(const Schedule& s) {
   }
   std::printf("\npositions per CompNode (all %d planned):\n", s.n_positions);
   for (int k = 0; k < s.alpha; ++k) {
-    const auto pos = s.positions_of_comp(k);
+    const auto pos = s.positions(0, s.n_positions, k);
     std::printf("  CompNode %-3d (rank %3d): %4zu  %s\n", k, s.comp_rank(k), pos.size(),
                 ranges_str(runs_of(pos)).c_str());
   }
 }
 
 void print_comm(const CommEstimate& e, const ModelConfig& cfg, const std::string& source, int n) {
-  std::printf("\npredicted bytes, prefill of %d tokens, %d bytes per element\n"
+  std::printf("\npredicted bytes, prefill of %d tokens and its final row, %d bytes per element\n"
               "(model: %s: %d layers, d_q %d, d_kv %d, %d heads × %d, vocab %d):\n",
               n, e.elem_bytes, source.c_str(), cfg.n_layer, cfg.d_q(), cfg.d_kv(), cfg.n_head,
               cfg.d_head, cfg.n_vocab);
@@ -209,42 +232,41 @@ void print_comm(const CommEstimate& e, const ModelConfig& cfg, const std::string
   row(buf, e.layers_total());
   row("client: schedule broadcast", e.schedule);
   row("client: prompt token ids", e.tokens);
-  row("client: logits row", e.logits);
-  row("total", e.total());
+  if (e.hidden) row("client: final hidden row", e.hidden);
+  if (e.logits) row("client: logits row", e.logits);
+  row("protocol total", e.protocol_total());
+  row("message headers (positions)", e.header);
+  row("on the wire", e.total());
 }
 
 void run_plan(const PlanOptions& o) {
-  ScheduleParams sp = o.sched;
-  sp.n_positions = o.tokens + o.generate;
-  sp.n_prompt = o.tokens;
-  const Schedule s = make_schedule(sp);
-  const ExposureReport rep = compute_exposure(s, o.tokens, o.rho);
   std::string source;
   const ModelConfig cfg = plan_model_config(o.model, &source);
-  const CommEstimate est = predict_prefill(cfg, s, o.tokens, o.elem_bytes);
+  ScheduleParams sp = o.sched;
+  sp.n_positions = o.tokens + o.generate - 1;
+  sp.n_prompt = o.tokens;
+  sp.shape = cfg.shape();
+  const Schedule s = make_schedule(sp);
+  const ExposureReport rep = compute_exposure(s, o.rho);
+  const CommEstimate est = predict_prefill(s, o.elem_bytes);
 
   if (o.json) {
     nlohmann::json j = {
-        {"schedule", {{"strategy", s.strategy}, {"alpha", s.alpha}, {"beta", s.beta}, {"c", s.c},
-                      {"delta", s.delta}, {"seed", s.seed}, {"n_prompt", s.n_prompt},
-                      {"n_positions", s.n_positions}, {"n_ranks", s.n_ranks()},
-                      {"serialized_bytes", serialize(s).size()}, {"comp", s.comp}, {"att", s.att}}},
+        {"schedule", schedule_json(s)},
         {"exposure", exposure_json(rep)},
         {"model", model_json(cfg, source)},
         {"prefill", comm_estimate_json(est)}};
     j["exposure"]["insecure_allowed"] = o.insecure;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("# cascade plan: %s; %d prompt tokens", params_str(s).c_str(), o.tokens);
-    if (o.generate) std::printf(" + %d to generate", o.generate);
-    std::printf("\nranks needed: 1 + α + β² = %d (client 0, CompNodes 1..%d, AttnNodes %d..%d)\n",
+    std::printf("# cascade plan: %s; %d prompt tokens, %d sampled (%d positions planned)\n",
+                params_str(s).c_str(), o.tokens, o.generate, s.n_positions);
+    std::printf("ranks needed: 1 + α + β² = %d (client 0, CompNodes 1..%d, AttnNodes %d..%d)\n",
                 s.n_ranks(), s.alpha, s.alpha + 1, s.n_ranks() - 1);
-    if (s.strategy != kStrategyCDelta)
-      std::printf("baseline: attention shard att(p) = p mod β\n");
     print_schedule(s);
     print_exposure(rep);
     if (rep.secure()) {
-      std::printf("\nsecurity: OK for ρ = %d (every CompNode gap and AttnNode q/kv gap ≥ %d, or none)\n",
+      std::printf("\nsecurity: OK for ρ = %d (every party's gap ≥ %d or none; none sees the whole prompt)\n",
                   rep.rho, rep.rho);
     } else {
       std::printf("\nsecurity: %s for ρ = %d:\n", o.insecure ? "INSECURE (allowed by --insecure)" : "REFUSED",
@@ -268,9 +290,9 @@ void add_plan_command(CLI::App& app) {
       "plan", "Plan a schedule: positions per CompNode and attention shard, exposure per party, "
               "security check, ranks needed and predicted bytes");
   add_schedule_options(sub, o->sched);
-  sub->add_option("-n,--tokens", o->tokens, "Prompt tokens N (exposure and prefill bytes are over 0..N-1)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
-  sub->add_option("--generate", o->generate, "Tokens to generate (planned positions N..N+g-1)")->capture_default_str()->check(CLI::Range(0, 1 << 24));
-  sub->add_option("--rho", o->rho, "Security parameter ρ: refuse any gap < ρ")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  sub->add_option("-n,--tokens", o->tokens, "Prompt tokens N (prefill bytes are over 0..N-1)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  sub->add_option("-g,--generate", o->generate, "Tokens the run samples, as cascade run -n (plans N + g − 1 positions; the check covers them all)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  sub->add_option("--rho", o->rho, "Security parameter ρ: refuse any party whose gap is < ρ")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   sub->add_flag("--insecure", o->insecure, "Report, but do not refuse, a schedule that fails the security check");
   sub->add_option("--bytes", o->elem_bytes, "Bytes per element in transit (4 fp32, 2 bf16)")->capture_default_str()->check(CLI::Range(1, 8));
   sub->add_option("-m,--model", o->model, "GGUF file for the model dims (default: built-in SmolLM2-135M dims)");

@@ -69,8 +69,9 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   ScheduleParams p = o.sched;
   p.n_prompt = (int)setup.prompt.size();
   p.n_positions = p.n_prompt + o.gen.n_predict - 1;
+  p.shape = lm.cfg.shape();
   setup.schedule = make_schedule(p);
-  exposure = check_security(setup.schedule, p.n_prompt, o.rho, o.insecure);
+  exposure = check_security(setup.schedule, o.rho, o.insecure);
   setup.client.n_generate = o.gen.n_predict;
   setup.client.sampler = o.gen.sampler;
   setup.client.keep_logits = o.compare_reference;
@@ -82,7 +83,7 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
   const Schedule& s = rep.schedule;
   const int n_gen = (int)rep.client.tokens.size();
   const std::vector<CommFlow> measured = to_flows(rep.sent);
-  const std::vector<CommFlow> predicted = flows_run(cfg, s, s.n_prompt, n_gen, 4);
+  const std::vector<CommFlow> predicted = flows_run(s, n_gen, 4);
   uint64_t m_total = 0, p_total = 0;
   for (const CommFlow& f : measured) m_total += f.bytes;
   for (const CommFlow& f : predicted) p_total += f.bytes;

@@ -42,6 +42,13 @@ ModelConfig smollm2_135m_config() {
   return c;
 }
 
+uint64_t PlannedMessage::header_bytes() const {
+  // u32 magic, i32 layer, u32 part count; per part u32 kind, u32 rows, u64 bytes, i32 rows[].
+  uint64_t n = 12;
+  for (const Part& p : parts) n += 16 + 4 * p.rows;
+  return n;
+}
+
 uint64_t CommEstimate::by_kind(CommKind kind) const {
   switch (kind) {
     case CommKind::schedule: return schedule;
@@ -50,9 +57,12 @@ uint64_t CommEstimate::by_kind(CommKind kind) const {
     case CommKind::q: return q;
     case CommKind::kv: return kv;
     case CommKind::partial: return partial;
+    case CommKind::hidden: return hidden;
     case CommKind::logits: return logits;
-    default: return 0;
+    case CommKind::header: return header;
+    case CommKind::report: return 0;
   }
+  return 0;
 }
 
 CommEstimate& CommEstimate::operator+=(const CommEstimate& o) {
@@ -71,17 +81,18 @@ CommEstimate& CommEstimate::operator+=(const CommEstimate& o) {
   q += o.q;
   kv += o.kv;
   partial += o.partial;
+  hidden += o.hidden;
   logits += o.logits;
+  header += o.header;
   client_messages += o.client_messages;
   return *this;
 }
 
 namespace {
 
-void check_inputs(const ModelConfig& cfg, const Schedule& s, int elem_bytes) {
-  if (cfg.n_layer < 1 || cfg.n_head < 1 || cfg.n_head_kv < 1 || cfg.d_head < 1 ||
-      cfg.n_vocab < 1)
-    throw std::invalid_argument("comm model: the model config has a zero dimension");
+void check_inputs(const Schedule& s, int elem_bytes) {
+  if (s.shape.empty())
+    throw std::invalid_argument("comm model: the schedule carries no model shape");
   if (elem_bytes < 1)
     throw std::invalid_argument("comm model: bytes per element must be >= 1, got " +
                                 std::to_string(elem_bytes));
@@ -90,165 +101,181 @@ void check_inputs(const ModelConfig& cfg, const Schedule& s, int elem_bytes) {
     throw std::invalid_argument("comm model: schedule arrays do not match n_positions");
 }
 
-void check_prompt(const Schedule& s, int n_prompt) {
-  if (n_prompt < 1 || n_prompt > s.n_positions)
-    throw std::invalid_argument("comm model: prompt length must be in 1.." +
-                                std::to_string(s.n_positions) + " (the positions planned), got " +
-                                std::to_string(n_prompt));
-}
-
 void check_position(const Schedule& s, int p) {
-  if (p < 0 || p >= s.n_positions)
+  if (p < s.n_prompt || p >= s.n_positions)
     throw std::invalid_argument("comm model: decode position " + std::to_string(p) +
-                                " is outside the schedule's 0.." +
+                                " is outside the schedule's generated positions " +
+                                std::to_string(s.n_prompt) + ".." +
                                 std::to_string(s.n_positions - 1));
 }
 
-uint64_t others(const Schedule& s) { return static_cast<uint64_t>(s.n_ranks() - 1); }
+using Part = PlannedMessage::Part;
 
-// Adds every layer's traffic for positions first..end-1.
-void add_layers(CommEstimate& e, const ModelConfig& cfg, const Schedule& s, int first, int end,
+// A message of one non-empty part.
+PlannedMessage one_part(int src, int dst, int layer, CommKind kind, uint64_t bytes, uint64_t rows) {
+  return {src, dst, layer, {Part{kind, bytes, rows}}};
+}
+
+void to_every_party(std::vector<PlannedMessage>& out, const Schedule& s, CommKind kind,
+                    uint64_t bytes, uint64_t rows) {
+  for (int r = 1; r < s.n_ranks(); ++r) out.push_back(one_part(0, r, -1, kind, bytes, rows));
+}
+
+// Every layer's messages for positions first..end-1: per (CompNode, AttnNode) pair one up
+// message (q part, kv part) and one down message (partials), where there are rows.
+void add_layers(std::vector<PlannedMessage>& out, const Schedule& s, int first, int end,
                 int elem_bytes) {
-  uint64_t q = 0, kv = 0, partial = 0, up_msgs = 0, down_msgs = 0;
-  for (const PairBytes& pb : layer_pair_bytes(cfg, s, first, end, elem_bytes)) {
-    q += pb.q;
-    kv += pb.kv;
-    partial += pb.partial;
-    up_msgs += pb.up() > 0;
-    down_msgs += pb.down() > 0;
-  }
-  const uint64_t L = static_cast<uint64_t>(cfg.n_layer);
-  e.q_per_layer += q;
-  e.kv_per_layer += kv;
-  e.partial_per_layer += partial;
-  e.messages_up_per_layer += up_msgs;
-  e.messages_down_per_layer += down_msgs;
-  e.q += L * q;
-  e.kv += L * kv;
-  e.partial += L * partial;
-}
-
-CommEstimate empty_estimate(const ModelConfig& cfg, int elem_bytes) {
-  CommEstimate e;
-  e.n_layer = cfg.n_layer;
-  e.elem_bytes = elem_bytes;
-  return e;
-}
-
-void add_layer_flows(std::vector<CommFlow>& out, const ModelConfig& cfg, const Schedule& s,
-                     int first, int end, int elem_bytes) {
-  const auto pairs = layer_pair_bytes(cfg, s, first, end, elem_bytes);
-  for (int l = 0; l < cfg.n_layer; ++l) {
+  const auto pairs = layer_pair_bytes(s, first, end, elem_bytes);
+  for (int l = 0; l < s.shape.n_layer; ++l)
     for (const PairBytes& pb : pairs) {
       const int comp = s.comp_rank(pb.k), attn = s.attn_rank(pb.a, pb.b);
-      if (pb.q) out.push_back({comp, attn, l, CommKind::q, pb.q});
-      if (pb.kv) out.push_back({comp, attn, l, CommKind::kv, pb.kv});
-      if (pb.partial) out.push_back({attn, comp, l, CommKind::partial, pb.partial});
+      PlannedMessage up{comp, attn, l, {}};
+      if (pb.rows_q) up.parts.push_back({CommKind::q, pb.q, pb.rows_q});
+      if (pb.rows_kv) up.parts.push_back({CommKind::kv, pb.kv, pb.rows_kv});
+      if (!up.parts.empty()) out.push_back(std::move(up));
+      if (pb.rows_q) out.push_back(one_part(attn, comp, l, CommKind::partial, pb.partial, pb.rows_q));
     }
-  }
 }
 
-void add_to_all(std::vector<CommFlow>& out, const Schedule& s, CommKind kind, uint64_t bytes) {
-  for (int r = 1; r < s.n_ranks(); ++r) out.push_back({0, r, -1, kind, bytes});
+// The final row of the step whose last position is p, to the client.
+PlannedMessage final_row(const Schedule& s, int p) {
+  const bool client = s.lm_head == LmHead::client;
+  const uint64_t width = client ? s.shape.d_model : s.shape.n_vocab;
+  return one_part(s.comp_rank(s.comp[p]), 0, -1, client ? CommKind::hidden : CommKind::logits,
+                  kFloatBytes * width, 1);
+}
+
+void check_run(const Schedule& s, int n_generate) {
+  if (n_generate < 1)
+    throw std::invalid_argument("comm model: a run samples at least 1 token, got n_generate = " +
+                                std::to_string(n_generate));
+  if (static_cast<long long>(s.n_prompt) + n_generate - 1 > s.n_positions)
+    throw std::invalid_argument(
+        "comm model: prompt " + std::to_string(s.n_prompt) + " + " + std::to_string(n_generate) +
+        " generated tokens need positions up to " + std::to_string(s.n_prompt + n_generate - 2) +
+        ", but the schedule plans 0.." + std::to_string(s.n_positions - 1));
 }
 
 }  // namespace
 
-std::vector<PairBytes> layer_pair_bytes(const ModelConfig& cfg, const Schedule& s, int first,
-                                        int end, int elem_bytes) {
-  check_inputs(cfg, s, elem_bytes);
+std::vector<PairBytes> layer_pair_bytes(const Schedule& s, int first, int end, int elem_bytes) {
+  check_inputs(s, elem_bytes);
   if (first < 0 || end > s.n_positions || first > end)
     throw std::invalid_argument("comm model: position range " + std::to_string(first) + ".." +
                                 std::to_string(end) + " is outside the schedule");
   const int A = s.alpha, B = s.beta;
-  // rows[k·β + sh]: positions of CompNode k in attention shard sh.
-  std::vector<uint64_t> rows(static_cast<size_t>(A) * B, 0);
-  for (int p = first; p < end; ++p) ++rows[static_cast<size_t>(s.comp[p]) * B + s.att[p]];
+  const ModelShape& m = s.shape;
   const uint64_t b = static_cast<uint64_t>(elem_bytes);
-  const uint64_t q_row = static_cast<uint64_t>(cfg.d_q()) * b;
-  const uint64_t kv_row = 2ull * static_cast<uint64_t>(cfg.d_kv()) * b;
-  const uint64_t partial_row =
-      static_cast<uint64_t>(cfg.n_head) * static_cast<uint64_t>(cfg.d_head + 2) * b;
+  const uint64_t q_row = static_cast<uint64_t>(m.d_q()) * b;
+  const uint64_t kv_row = 2ull * static_cast<uint64_t>(m.d_kv()) * b;
+  const uint64_t partial_row = static_cast<uint64_t>(m.n_head) * static_cast<uint64_t>(m.d_head + 2) * b;
   std::vector<PairBytes> out;
   out.reserve(static_cast<size_t>(A) * B * B);
-  for (int k = 0; k < A; ++k)
+  for (int k = 0; k < A; ++k) {
+    std::vector<uint64_t> rows(B);  // rows of CompNode k per attention shard
+    for (int sh = 0; sh < B; ++sh) rows[sh] = s.positions(first, end, k, sh).size();
     for (int a = 0; a < B; ++a)
       for (int bb = 0; bb < B; ++bb) {
         PairBytes pb;
         pb.k = k;
         pb.a = a;
         pb.b = bb;
-        const uint64_t rows_a = rows[static_cast<size_t>(k) * B + a];
-        const uint64_t rows_b = rows[static_cast<size_t>(k) * B + bb];
-        pb.q = rows_a * q_row;
-        pb.kv = rows_b * kv_row;
-        pb.partial = rows_a * partial_row;
+        pb.rows_q = rows[a];
+        pb.rows_kv = rows[bb];
+        pb.q = rows[a] * q_row;
+        pb.kv = rows[bb] * kv_row;
+        pb.partial = rows[a] * partial_row;
         out.push_back(pb);
       }
+  }
   return out;
 }
 
-CommEstimate predict_prefill(const ModelConfig& cfg, const Schedule& s, int n_prompt,
-                             int elem_bytes) {
-  check_inputs(cfg, s, elem_bytes);
-  check_prompt(s, n_prompt);
-  CommEstimate e = empty_estimate(cfg, elem_bytes);
-  e.schedule = serialize(s).size() * others(s);
-  e.client_messages += others(s);
-  e.tokens = kTokenBytes * static_cast<uint64_t>(n_prompt);
-  std::vector<bool> owns(s.alpha, false);
-  for (int p = 0; p < n_prompt; ++p) owns[s.comp[p]] = true;
-  e.client_messages += std::count(owns.begin(), owns.end(), true);
-  add_layers(e, cfg, s, 0, n_prompt, elem_bytes);
-  e.logits = kLogitBytes * static_cast<uint64_t>(cfg.n_vocab);
-  e.client_messages += 1;
-  return e;
+std::vector<PlannedMessage> messages_prefill(const Schedule& s, int elem_bytes) {
+  check_inputs(s, elem_bytes);
+  std::vector<PlannedMessage> out;
+  to_every_party(out, s, CommKind::schedule, serialize(s).size(), 0);
+  for (int k = 0; k < s.alpha; ++k) {
+    const uint64_t rows = s.positions(0, s.n_prompt, k).size();
+    if (rows) out.push_back(one_part(0, s.comp_rank(k), -1, CommKind::tokens, kTokenBytes * rows, rows));
+  }
+  add_layers(out, s, 0, s.n_prompt, elem_bytes);
+  out.push_back(final_row(s, s.n_prompt - 1));
+  return out;
 }
 
-CommEstimate predict_decode_step(const ModelConfig& cfg, const Schedule& s, int position,
-                                 int elem_bytes) {
-  check_inputs(cfg, s, elem_bytes);
+std::vector<PlannedMessage> messages_decode_step(const Schedule& s, int position, int elem_bytes) {
+  check_inputs(s, elem_bytes);
   check_position(s, position);
-  CommEstimate e = empty_estimate(cfg, elem_bytes);
-  e.control = kControlBytes * others(s);
-  e.client_messages += others(s);
-  e.tokens = kTokenBytes;
-  e.client_messages += 1;
-  add_layers(e, cfg, s, position, position + 1, elem_bytes);
-  e.logits = kLogitBytes * static_cast<uint64_t>(cfg.n_vocab);
-  e.client_messages += 1;
+  std::vector<PlannedMessage> out;
+  to_every_party(out, s, CommKind::control, kControlBytes, 1);
+  out.push_back(one_part(0, s.comp_rank(s.comp[position]), -1, CommKind::tokens, kTokenBytes, 1));
+  add_layers(out, s, position, position + 1, elem_bytes);
+  out.push_back(final_row(s, position));
+  return out;
+}
+
+std::vector<PlannedMessage> messages_stop(const Schedule& s) {
+  std::vector<PlannedMessage> out;
+  to_every_party(out, s, CommKind::control, kControlBytes, 0);
+  return out;
+}
+
+std::vector<PlannedMessage> messages_run(const Schedule& s, int n_generate, int elem_bytes) {
+  check_inputs(s, elem_bytes);
+  check_run(s, n_generate);
+  std::vector<PlannedMessage> out = messages_prefill(s, elem_bytes);
+  for (int p = s.n_prompt; p < s.n_prompt + n_generate - 1; ++p) {
+    auto step = messages_decode_step(s, p, elem_bytes);
+    out.insert(out.end(), step.begin(), step.end());
+  }
+  auto stop = messages_stop(s);
+  out.insert(out.end(), stop.begin(), stop.end());
+  return out;
+}
+
+CommEstimate estimate(const Schedule& s, const std::vector<PlannedMessage>& messages, int elem_bytes) {
+  CommEstimate e;
+  e.n_layer = s.shape.n_layer;
+  e.elem_bytes = elem_bytes;
+  for (const PlannedMessage& m : messages) {
+    e.header += m.header_bytes();
+    if (m.layer < 0) ++e.client_messages;
+    bool up = false;
+    for (const Part& p : m.parts) {
+      switch (p.kind) {
+        case CommKind::schedule: e.schedule += p.bytes; break;
+        case CommKind::tokens: e.tokens += p.bytes; break;
+        case CommKind::control: e.control += p.bytes; break;
+        case CommKind::hidden: e.hidden += p.bytes; break;
+        case CommKind::logits: e.logits += p.bytes; break;
+        case CommKind::q: e.q += p.bytes; up = true; if (m.layer == 0) e.q_per_layer += p.bytes; break;
+        case CommKind::kv: e.kv += p.bytes; up = true; if (m.layer == 0) e.kv_per_layer += p.bytes; break;
+        case CommKind::partial:
+          e.partial += p.bytes;
+          if (m.layer == 0) {
+            e.partial_per_layer += p.bytes;
+            ++e.messages_down_per_layer;
+          }
+          break;
+        default: break;
+      }
+    }
+    if (up && m.layer == 0) ++e.messages_up_per_layer;
+  }
   return e;
 }
 
-CommEstimate predict_stop(const ModelConfig& cfg, const Schedule& s) {
-  CommEstimate e = empty_estimate(cfg, 4);
-  e.control = kControlBytes * others(s);
-  e.client_messages = others(s);
-  return e;
+CommEstimate predict_prefill(const Schedule& s, int elem_bytes) {
+  return estimate(s, messages_prefill(s, elem_bytes), elem_bytes);
 }
 
-namespace {
-void check_run(const Schedule& s, int n_prompt, int n_generate) {
-  check_prompt(s, n_prompt);
-  if (n_generate < 1)
-    throw std::invalid_argument("comm model: a run samples at least 1 token, got n_generate = " +
-                                std::to_string(n_generate));
-  if (static_cast<long long>(n_prompt) + n_generate - 1 > s.n_positions)
-    throw std::invalid_argument(
-        "comm model: prompt " + std::to_string(n_prompt) + " + " + std::to_string(n_generate) +
-        " generated tokens need positions up to " + std::to_string(n_prompt + n_generate - 2) +
-        ", but the schedule plans 0.." + std::to_string(s.n_positions - 1));
+CommEstimate predict_decode_step(const Schedule& s, int position, int elem_bytes) {
+  return estimate(s, messages_decode_step(s, position, elem_bytes), elem_bytes);
 }
-}  // namespace
 
-CommEstimate predict_run(const ModelConfig& cfg, const Schedule& s, int n_prompt, int n_generate,
-                         int elem_bytes) {
-  check_run(s, n_prompt, n_generate);
-  CommEstimate e = predict_prefill(cfg, s, n_prompt, elem_bytes);
-  for (int p = n_prompt; p < n_prompt + n_generate - 1; ++p)
-    e += predict_decode_step(cfg, s, p, elem_bytes);
-  e += predict_stop(cfg, s);
-  return e;
+CommEstimate predict_run(const Schedule& s, int n_generate, int elem_bytes) {
+  return estimate(s, messages_run(s, n_generate, elem_bytes), elem_bytes);
 }
 
 std::vector<CommFlow> merge_flows(std::vector<CommFlow> flows) {
@@ -268,50 +295,24 @@ std::vector<CommFlow> merge_flows(std::vector<CommFlow> flows) {
   return out;
 }
 
-std::vector<CommFlow> flows_prefill(const ModelConfig& cfg, const Schedule& s, int n_prompt,
-                                    int elem_bytes) {
-  check_inputs(cfg, s, elem_bytes);
-  check_prompt(s, n_prompt);
+std::vector<CommFlow> to_flows(const std::vector<PlannedMessage>& messages) {
   std::vector<CommFlow> out;
-  add_to_all(out, s, CommKind::schedule, serialize(s).size());
-  for (int p = 0; p < n_prompt; ++p)
-    out.push_back({0, s.comp_rank(s.comp[p]), -1, CommKind::tokens, kTokenBytes});
-  add_layer_flows(out, cfg, s, 0, n_prompt, elem_bytes);
-  out.push_back({s.comp_rank(s.comp[n_prompt - 1]), 0, -1, CommKind::logits,
-                 kLogitBytes * static_cast<uint64_t>(cfg.n_vocab)});
-  return merge_flows(std::move(out));
-}
-
-std::vector<CommFlow> flows_decode_step(const ModelConfig& cfg, const Schedule& s, int position,
-                                        int elem_bytes) {
-  check_inputs(cfg, s, elem_bytes);
-  check_position(s, position);
-  std::vector<CommFlow> out;
-  add_to_all(out, s, CommKind::control, kControlBytes);
-  const int owner = s.comp_rank(s.comp[position]);
-  out.push_back({0, owner, -1, CommKind::tokens, kTokenBytes});
-  add_layer_flows(out, cfg, s, position, position + 1, elem_bytes);
-  out.push_back({owner, 0, -1, CommKind::logits, kLogitBytes * static_cast<uint64_t>(cfg.n_vocab)});
-  return merge_flows(std::move(out));
-}
-
-std::vector<CommFlow> flows_stop(const Schedule& s) {
-  std::vector<CommFlow> out;
-  add_to_all(out, s, CommKind::control, kControlBytes);
-  return out;
-}
-
-std::vector<CommFlow> flows_run(const ModelConfig& cfg, const Schedule& s, int n_prompt,
-                                int n_generate, int elem_bytes) {
-  check_run(s, n_prompt, n_generate);
-  std::vector<CommFlow> out = flows_prefill(cfg, s, n_prompt, elem_bytes);
-  for (int p = n_prompt; p < n_prompt + n_generate - 1; ++p) {
-    auto step = flows_decode_step(cfg, s, p, elem_bytes);
-    out.insert(out.end(), step.begin(), step.end());
+  for (const PlannedMessage& m : messages) {
+    for (const Part& p : m.parts) out.push_back({m.src, m.dst, m.layer, p.kind, p.bytes});
+    out.push_back({m.src, m.dst, m.layer, CommKind::header, m.header_bytes()});
   }
-  auto stop = flows_stop(s);
-  out.insert(out.end(), stop.begin(), stop.end());
   return merge_flows(std::move(out));
+}
+
+std::vector<CommFlow> flows_run(const Schedule& s, int n_generate, int elem_bytes) {
+  return to_flows(messages_run(s, n_generate, elem_bytes));
+}
+
+std::vector<CommFlow> protocol_flows(const std::vector<CommFlow>& flows) {
+  std::vector<CommFlow> out;
+  for (const CommFlow& f : flows)
+    if (f.kind != CommKind::report) out.push_back(f);
+  return out;
 }
 
 std::string format_bytes(uint64_t bytes) {

@@ -1,10 +1,9 @@
-// Exposure of each party and the security check (PROTOCOL.md "Exposure", "(c, δ)-sharding").
-// See include/cascade/schedule.h for the definitions and the AttnNode decision.
+// Exposure of each party and the security check. See include/cascade/exposure.h.
+#include "cascade/exposure.h"
+
 #include <algorithm>
 #include <iterator>
 #include <sstream>
-
-#include "cascade/schedule.h"
 
 namespace cascade {
 
@@ -19,15 +18,20 @@ std::vector<std::pair<int, int>> runs_of(const std::vector<int>& pos) {
   return runs;
 }
 
-int gap_of(const std::vector<int>& pos, int n) {
-  if (pos.empty()) return kNoGap;
-  // Every position of a prompt of n >= 2 tokens: nothing is hidden (δ − c + 1 = 1).
-  if (n >= 2 && static_cast<int>(pos.size()) == n && pos.front() == 0 && pos.back() == n - 1)
-    return 1;
-  const auto runs = runs_of(pos);
+std::vector<std::pair<int, int>> holes_of(const std::vector<int>& pos) {
+  std::vector<std::pair<int, int>> holes;
+  int next = 0;  // first position after the previous observed run
+  for (const auto& [first, last] : runs_of(pos)) {
+    if (first > next) holes.emplace_back(next, first - 1);
+    next = last + 1;
+  }
+  return holes;
+}
+
+int gap_of(const std::vector<int>& pos) {
   int gap = kNoGap;
-  for (size_t i = 1; i < runs.size(); ++i) {
-    const int g = runs[i].first - runs[i - 1].second;
+  for (const auto& [first, last] : holes_of(pos)) {
+    const int g = last - first + 2;  // 1 + hole length
     if (gap == kNoGap || g < gap) gap = g;
   }
   return gap;
@@ -35,100 +39,75 @@ int gap_of(const std::vector<int>& pos, int n) {
 
 std::string gap_str(int gap) { return gap == kNoGap ? "none" : std::to_string(gap); }
 
-namespace {
-
-// Smallest of two gaps, ignoring "none".
-int min_gap(int x, int y) {
-  if (x == kNoGap) return y;
-  if (y == kNoGap) return x;
-  return std::min(x, y);
+std::vector<int> observed_positions(const Schedule& s, int rank) {
+  const RankRole role = s.role_of_rank(rank);
+  const int n = s.n_positions;
+  std::vector<int> out;
+  if (role.kind == RankRole::comp) {
+    out = s.positions(0, n, role.k);
+    if (s.lm_head == LmHead::comp) {
+      // The owner of each step's last position (N − 1, then every decode position) samples
+      // the next token from its logits.
+      std::vector<int> next;
+      for (int p : s.positions(s.n_prompt - 1, n - 1, role.k)) next.push_back(p + 1);
+      std::vector<int> both;
+      std::set_union(out.begin(), out.end(), next.begin(), next.end(), std::back_inserter(both));
+      out.swap(both);
+    }
+  } else if (role.kind == RankRole::attn) {
+    const std::vector<int> qa = s.positions(0, n, -1, role.a);
+    if (role.a == role.b) return qa;
+    const std::vector<int> kvb = s.positions(0, n, -1, role.b);
+    std::set_union(qa.begin(), qa.end(), kvb.begin(), kvb.end(), std::back_inserter(out));
+  }
+  return out;
 }
 
-bool below(int gap, int rho) { return gap != kNoGap && gap < rho; }
-
-}  // namespace
-
-ExposureReport compute_exposure(const Schedule& s, int n, int rho) {
-  if (n < 1 || n > s.n_positions)
-    throw std::invalid_argument("exposure: prompt length must be in 1.." +
-                                std::to_string(s.n_positions) + " (the positions planned), got " +
-                                std::to_string(n));
+ExposureReport compute_exposure(const Schedule& s, int rho) {
   if (rho < 1) throw std::invalid_argument("rho must be >= 1, got " + std::to_string(rho));
-  if (s.comp.size() < static_cast<size_t>(n) || s.att.size() < static_cast<size_t>(n))
-    throw std::invalid_argument("exposure: schedule arrays are shorter than n_positions");
+  if (s.comp.size() != static_cast<size_t>(s.n_positions) ||
+      s.att.size() != static_cast<size_t>(s.n_positions) || s.n_prompt < 1 ||
+      s.n_prompt > s.n_positions)
+    throw std::invalid_argument("exposure: the schedule's arrays or prompt length are inconsistent");
 
   ExposureReport rep;
-  rep.n = n;
+  rep.n_prompt = s.n_prompt;
+  rep.n_positions = s.n_positions;
   rep.rho = rho;
-  const std::string whole = " observes every position: whole prompt exposed";
-
-  auto fill = [&](PartyExposure& e, const std::vector<int>& pos) {
+  for (int rank = 1; rank < s.n_ranks(); ++rank) {
+    PartyExposure e;
+    e.role = s.role_of_rank(rank);
+    e.rank = rank;
+    const std::vector<int> pos = observed_positions(s, rank);
     e.runs = runs_of(pos);
     e.observed = static_cast<int>(pos.size());
-    e.fraction = static_cast<double>(e.observed) / n;
-    e.whole_prompt = e.observed == n;
-  };
-
-  for (int k = 0; k < s.alpha; ++k) {
-    PartyExposure e;
-    e.role.kind = RankRole::comp;
-    e.role.k = k;
-    e.rank = s.comp_rank(k);
-    const auto pos = s.positions_of_comp(k, n);
-    fill(e, pos);
-    e.gap = gap_of(pos, n);
-    e.union_gap = e.gap;
-    if (e.whole_prompt) rep.warnings.push_back(e.role.name() + whole);
-    if (below(e.gap, rho))
-      rep.violations.push_back(e.role.name() + " (rank " + std::to_string(e.rank) +
-                               ") has gap " + std::to_string(e.gap) + " < rho = " +
-                               std::to_string(rho));
-    rep.parties.push_back(std::move(e));
-  }
-
-  std::vector<std::vector<int>> shard(s.beta);
-  std::vector<int> shard_gap(s.beta);
-  for (int b = 0; b < s.beta; ++b) {
-    shard[b] = s.positions_of_shard(b, n);
-    shard_gap[b] = gap_of(shard[b], n);
-  }
-  for (int a = 0; a < s.beta; ++a) {
-    for (int b = 0; b < s.beta; ++b) {
-      PartyExposure e;
-      e.role.kind = RankRole::attn;
-      e.role.a = a;
-      e.role.b = b;
-      e.rank = s.attn_rank(a, b);
-      std::vector<int> uni;
-      if (a == b) {
-        uni = shard[a];
-      } else {
-        std::set_union(shard[a].begin(), shard[a].end(), shard[b].begin(), shard[b].end(),
-                       std::back_inserter(uni));
+    e.fraction = static_cast<double>(e.observed) / s.n_positions;
+    for (const auto& [first, last] : e.runs) e.longest_run = std::max(e.longest_run, last - first + 1);
+    for (const auto& [first, last] : holes_of(pos)) {
+      const int h = last - first + 1;
+      if (e.shortest_hole == 0 || h < e.shortest_hole) {
+        e.shortest_hole = h;
+        e.shortest_hole_at = first;
       }
-      fill(e, uni);
-      e.gap_q = shard_gap[a];
-      e.gap_kv = shard_gap[b];
-      e.gap = min_gap(e.gap_q, e.gap_kv);
-      e.union_gap = gap_of(uni, n);
-      const std::string name = e.role.name();
-      if (e.whole_prompt) {
-        rep.warnings.push_back(name + whole);
-      } else if (a != b && below(e.union_gap, rho)) {
-        rep.warnings.push_back(name + ": query shard " + std::to_string(a) + " + key shard " +
-                               std::to_string(b) + " together have gap " +
-                               std::to_string(e.union_gap) + " < rho = " + std::to_string(rho) +
-                               " (warning only: the security gap is min(q, kv) = " +
-                               gap_str(e.gap) + ")");
-      }
-      if (below(e.gap, rho))
-        rep.violations.push_back(name + " (rank " + std::to_string(e.rank) + ") has gap " +
-                                 std::to_string(e.gap) + " < rho = " + std::to_string(rho) +
-                                 " (query shard " + std::to_string(a) + " gap " +
-                                 gap_str(e.gap_q) + ", key shard " + std::to_string(b) +
-                                 " gap " + gap_str(e.gap_kv) + ")");
-      rep.parties.push_back(std::move(e));
     }
+    e.gap = e.shortest_hole == 0 ? kNoGap : e.shortest_hole + 1;
+    e.generated = static_cast<int>(
+        std::count_if(pos.begin(), pos.end(), [&](int p) { return p >= s.n_prompt; }));
+    e.learns_final_token = e.role.kind == RankRole::comp && s.lm_head == LmHead::comp &&
+                           s.comp[s.n_positions - 1] == e.role.k;
+    // Every prompt position observed: pos is sorted, so its first n_prompt entries are 0..N−1.
+    e.whole_prompt = static_cast<int>(pos.size()) >= s.n_prompt && pos[s.n_prompt - 1] == s.n_prompt - 1;
+
+    const std::string who = e.role.name() + " (rank " + std::to_string(rank) + ")";
+    if (e.whole_prompt)
+      rep.violations.push_back(who + " observes every prompt position (" +
+                               std::to_string(s.n_prompt) + " of " + std::to_string(s.n_prompt) + ")");
+    else if (e.gap != kNoGap && e.gap < rho)
+      rep.violations.push_back(who + " has gap " + std::to_string(e.gap) + " < rho = " +
+                               std::to_string(rho) + ": a hole of " + std::to_string(e.shortest_hole) +
+                               " position" + (e.shortest_hole == 1 ? "" : "s") + " at " +
+                               std::to_string(e.shortest_hole_at));
+    rep.parties.push_back(std::move(e));
   }
   return rep;
 }
@@ -136,18 +115,20 @@ ExposureReport compute_exposure(const Schedule& s, int n, int rho) {
 void enforce_security(const ExposureReport& rep, bool insecure) {
   if (insecure || rep.secure()) return;
   std::ostringstream os;
-  os << "schedule refused: the security condition gap >= rho = " << rep.rho
-     << " fails for " << rep.violations.size() << " part"
-     << (rep.violations.size() == 1 ? "y" : "ies") << " (prompt of " << rep.n << " tokens): ";
+  os << "schedule refused: " << rep.violations.size() << " part"
+     << (rep.violations.size() == 1 ? "y fails" : "ies fail") << " the check (gap >= rho = "
+     << rep.rho << ", no party sees the whole prompt; " << rep.n_prompt << " prompt + "
+     << rep.n_positions - rep.n_prompt << " generated positions): ";
   const size_t shown = std::min<size_t>(rep.violations.size(), 6);
   for (size_t i = 0; i < shown; ++i) os << (i ? "; " : "") << rep.violations[i];
   if (shown < rep.violations.size()) os << "; and " << rep.violations.size() - shown << " more";
-  os << ". Choose delta - c + 1 >= rho and beta >= rho, or pass --insecure to run it anyway";
+  os << ". Widen the holes (delta - c + 1 >= rho for CompNodes; --attn-sharding cluster with "
+        "beta >= 3 and c + 1 >= rho for AttnNodes), or pass --insecure to run it anyway";
   throw SecurityError(os.str());
 }
 
-ExposureReport check_security(const Schedule& s, int n, int rho, bool insecure) {
-  ExposureReport rep = compute_exposure(s, n, rho);
+ExposureReport check_security(const Schedule& s, int rho, bool insecure) {
+  ExposureReport rep = compute_exposure(s, rho);
   enforce_security(rep, insecure);
   return rep;
 }

@@ -12,29 +12,17 @@
 namespace cascade {
 
 struct Step {
-  std::vector<int> positions;  // ascending: 0..N-1 for the prefill, {p} for a decode step
+  int first = 0, end = 0;  // positions first..end-1: 0..N-1 for the prefill, {p} for a decode step
 
-  static Step prefill(const Schedule& s) {
-    Step st;
-    for (int p = 0; p < s.n_prompt; ++p) st.positions.push_back(p);
-    return st;
-  }
-  static Step decode(int p) { return Step{{p}}; }
+  static Step prefill(const Schedule& s) { return {0, s.n_prompt}; }
+  static Step decode(int p) { return {p, p + 1}; }
 
   // Positions of the step owned by CompNode k, and among those the ones in shard a.
-  std::vector<int> of_comp(const Schedule& s, int k) const {
-    std::vector<int> out;
-    for (int p : positions)
-      if (s.comp[p] == k) out.push_back(p);
-    return out;
-  }
+  std::vector<int> of_comp(const Schedule& s, int k) const { return s.positions(first, end, k); }
   std::vector<int> of_comp_shard(const Schedule& s, int k, int a) const {
-    std::vector<int> out;
-    for (int p : positions)
-      if (s.comp[p] == k && s.att[p] == a) out.push_back(p);
-    return out;
+    return s.positions(first, end, k, a);
   }
-  int last() const { return positions.back(); }
+  int last() const { return end - 1; }
 };
 
 // A CompNode's or AttnNode's life: the prefill, then one decode step per control message from

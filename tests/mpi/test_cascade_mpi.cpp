@@ -107,6 +107,7 @@ class Harness {
     p.seed = sc.seed;
     p.n_prompt = (int)prompts_[sc.prompt].size();
     p.n_positions = p.n_prompt + sc.n_generate - 1;
+    p.shape = cfg_.shape();
     const Schedule sched = make_schedule(p);
     const int n = sched.n_ranks();
 
@@ -153,7 +154,7 @@ class Harness {
     if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
     if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
     const std::vector<CommFlow> measured = to_flows(rep.sent);
-    const std::vector<CommFlow> predicted = flows_run(cfg_, s, s.n_prompt, sc.n_generate, 4);
+    const std::vector<CommFlow> predicted = flows_run(s, sc.n_generate, 4);
     const bool bytes_ok = measured == predicted;
     uint64_t mb = 0, pb = 0;
     for (const CommFlow& f : measured) mb += f.bytes;

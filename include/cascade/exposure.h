@@ -1,0 +1,81 @@
+// What each party observes, and the security check (PROTOCOL.md "What a party observes, and
+// the gap check", "Exposure"). Pure functions of a Schedule.
+//
+// A party observes position p when it receives any row of p (token id, hidden state, q, k, v):
+//   CompNode k      its own positions; under --lm-head comp also each next token it samples
+//                   from the logits of the step whose last position it owns (p + 1 for every
+//                   own p from N − 1 on; the one after the last planned position counts as
+//                   `learns_final_token`, it is outside the planned positions)
+//   AttnNode (a,b)  shard a ∪ shard b (q rows of one, k/v rows of the other: one attacker)
+// over every planned position: the prompt and the generated ones.
+//
+// Holes of an observed set S: the maximal runs of unobserved positions that end just before
+// an observed position (the leading run 0..s−1 before the first observed s is one; the
+// unobserved positions after the last observed one are not, since no row the party holds
+// depends on them). Filling a hole of h positions costs V^h forward passes at most. The gap is
+// 1 + the shortest hole, and kNoGap (∞) when there is no hole.
+//
+// Security condition: every party's gap ≥ ρ, and no party observes every prompt position.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cascade/schedule.h"
+
+namespace cascade {
+
+inline constexpr int kNoGap = 0;  // "none": the set has no hole (∞ for the check)
+inline constexpr int kDefaultRho = 3;
+
+struct PartyExposure {
+  RankRole role;
+  int rank = 0;
+  std::vector<std::pair<int, int>> runs;  // observed positions as [first, last] runs
+  int observed = 0;            // positions observed, among 0..n_positions-1
+  double fraction = 0.0;       // observed / n_positions
+  int gap = kNoGap;            // 1 + shortest hole; kNoGap when there is no hole
+  int shortest_hole = 0;       // positions in the shortest hole (0: none)
+  int shortest_hole_at = -1;   // its first position (-1: none)
+  int longest_run = 0;         // longest run of consecutive observed positions
+  int generated = 0;           // observed positions ≥ n_prompt (generated tokens)
+  bool learns_final_token = false;  // --lm-head comp: owns the last planned position
+  bool whole_prompt = false;   // observes every prompt position 0..n_prompt-1
+  bool sees_generated() const { return generated > 0 || learns_final_token; }
+};
+
+struct ExposureReport {
+  int n_prompt = 0;
+  int n_positions = 0;  // positions the report covers: 0..n_positions-1
+  int rho = kDefaultRho;
+  std::vector<PartyExposure> parties;   // CompNodes 0..α-1, then AttnNodes in rank order
+  std::vector<std::string> violations;  // one line per refused party
+  bool secure() const { return violations.empty(); }
+};
+
+class SecurityError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Observed positions of the party at `rank` (≥ 1), sorted, within 0..n_positions-1.
+std::vector<int> observed_positions(const Schedule& s, int rank);
+// Runs of a sorted set of positions.
+std::vector<std::pair<int, int>> runs_of(const std::vector<int>& sorted_positions);
+// Holes of a sorted set of positions, as [first, last] runs (see above).
+std::vector<std::pair<int, int>> holes_of(const std::vector<int>& sorted_positions);
+// 1 + the shortest hole of a sorted set, or kNoGap.
+int gap_of(const std::vector<int>& sorted_positions);
+// "none" for kNoGap, else the number.
+std::string gap_str(int gap);
+
+// Exposure of every party over all planned positions (ρ ≥ 1; else std::invalid_argument).
+ExposureReport compute_exposure(const Schedule& s, int rho = kDefaultRho);
+// Throws SecurityError listing every offending party, unless insecure or the report is secure.
+void enforce_security(const ExposureReport& report, bool insecure);
+// compute_exposure + enforce_security; returns the report.
+ExposureReport check_security(const Schedule& s, int rho = kDefaultRho, bool insecure = false);
+
+}  // namespace cascade
