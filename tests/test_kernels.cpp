@@ -1,6 +1,6 @@
 // Per-row math of kernels/*.h (shared by the CPU backend and the CUDA launchers), each checked
 // against a naive double-precision formula: rmsnorm_row, rope_row, silu_mul, argmax_row,
-// softmax_row. Attention and the merge of partials are in test_attention_merge.cpp.
+// softmax_row, exp_fast. Attention and the merge of partials are in test_attention_merge.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/activation.h"
+#include "kernels/exp.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
@@ -22,6 +23,48 @@ std::vector<float> random_vec(std::mt19937& rng, size_t n, float lo = -1.0f, flo
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);
   return v;
+}
+
+// ---- exp_fast -----------------------------------------------------------------------------
+
+// Relative error of exp_fast(x) against e^x in double.
+double exp_rel_err(float x) {
+  const double ref = std::exp((double)x);
+  return std::fabs((double)k::exp_fast(x) - ref) / ref;
+}
+
+TEST(KernelExp, AccurateOverItsRange) {
+  // 2 ulp of fp32 is 2.4e-7 relative.
+  double worst = 0.0;
+  for (float x = -87.3f; x <= 88.7f; x += 0.0137f) worst = std::max(worst, exp_rel_err(x));
+  EXPECT_LT(worst, 2.5e-7);
+  for (float x : {0.0f, 1.0f, -1.0f, 1e-8f, -1e-8f, 0.5f, 20.0f, -20.0f})
+    EXPECT_LT(exp_rel_err(x), 2.5e-7) << x;
+}
+
+TEST(KernelExp, TopOfTheRange) {
+  // x in (88.38, 88.7]: x / ln2 rounds to k = 128, the exponent field that means +inf.
+  for (float x : {88.0f, 88.37f, 88.38f, 88.3763f, 88.39f, 88.5f, 88.6f, 88.7f}) {
+    const float y = k::exp_fast(x);
+    EXPECT_TRUE(std::isfinite(y)) << x;
+    EXPECT_LT(exp_rel_err(x), 2.5e-7) << x;
+  }
+  // Above the range: clamped to e^88.7, finite.
+  const float top = k::exp_fast(88.7f);
+  for (float x : {88.71f, 88.73f, 89.0f, 100.0f, 1e30f, std::numeric_limits<float>::infinity()})
+    EXPECT_EQ(k::exp_fast(x), top) << x;
+  EXPECT_TRUE(std::isfinite(top));
+}
+
+TEST(KernelExp, BottomOfTheRange) {
+  for (float x : {-87.0f, -87.2f, -87.3f}) {
+    EXPECT_GT(k::exp_fast(x), 0.0f) << x;
+    EXPECT_LT(exp_rel_err(x), 2.5e-7) << x;
+  }
+  const float bottom = k::exp_fast(-87.3f);
+  EXPECT_GE(bottom, std::numeric_limits<float>::min());  // normal, not subnormal
+  for (float x : {-87.31f, -88.0f, -100.0f, -1e30f, -std::numeric_limits<float>::infinity()})
+    EXPECT_EQ(k::exp_fast(x), bottom) << x;
 }
 
 // ---- rmsnorm_row --------------------------------------------------------------------------

@@ -12,9 +12,6 @@ namespace cascade {
 
 class Backend;
 
-// The exactness measure used against the reference: max|got − ref| / max|ref| over n logits.
-double max_rel_diff(const float* got, const float* ref, int n);
-
 class Reference {
  public:
   // `backend` must be a host-memory backend (the CPU one); nullptr means the CPU backend.

@@ -11,6 +11,7 @@
 
 #include "cascade/backend.h"
 #include "cascade/compute_timer.h"
+#include "cascade/exactness.h"
 #include "cascade/gguf.h"
 #include "cascade/mpi_transport.h"
 #include "cascade/protocol.h"
@@ -51,7 +52,7 @@ ReferenceCheck check_against_reference(const Model& model, const std::vector<int
     const double t0 = ComputeTimer::now();  // CPU time, as the parties' compute is measured
     const std::vector<float> logits = i == 0 ? ref.forward(prompt) : ref.forward({cr.tokens[i - 1]});
     rc.compute_s += ComputeTimer::now() - t0;
-    rc.max_rel_err = std::max(rc.max_rel_err, max_rel_diff(cr.logits[i].data(), logits.data(), V));
+    rc.max_rel_err = std::max(rc.max_rel_err, max_rel_error(cr.logits[i].data(), logits.data(), V));
     if (greedy && kernels::argmax_row(logits.data(), V) != cr.tokens[i]) rc.same_tokens = false;
   }
   return rc;

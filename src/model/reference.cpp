@@ -10,15 +10,6 @@
 
 namespace cascade {
 
-double max_rel_diff(const float* got, const float* ref, int n) {
-  double maxdiff = 0.0, maxref = 0.0;
-  for (int i = 0; i < n; ++i) {
-    maxdiff = std::max(maxdiff, (double)std::fabs(got[i] - ref[i]));
-    maxref = std::max(maxref, (double)std::fabs(ref[i]));
-  }
-  return maxdiff / maxref;
-}
-
 Reference::Reference(const Model& model, Backend* backend) : model_(model), backend_(backend) {
   if (!backend_) {
     owned_ = make_cpu_backend().release();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cascade/backend.h"
+#include "cascade/exactness.h"
 #include "cascade/gguf.h"
 #include "cascade/model.h"
 #include "cascade/mpi_transport.h"
@@ -149,7 +150,7 @@ class Harness {
     double worst = 0.0;
     const auto& got = rep.client.logits;
     for (size_t i = 0; i < got.size() && i < ref.logits.size(); ++i)
-      worst = std::max(worst, max_rel_diff(got[i].data(), ref.logits[i].data(), cfg_.n_vocab));
+      worst = std::max(worst, max_rel_error(got[i].data(), ref.logits[i].data(), cfg_.n_vocab));
     if (got.size() != ref.logits.size()) why += " logits rows " + std::to_string(got.size());
     if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
     if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
