@@ -6,7 +6,8 @@
 //   the rest      AttnNodes (a, b): partial attention (m, e, u) of query shard a against
 //                 key/value shard b, keeping their K/V rows as the KV cache for decoding
 //
-// Message sequence (all point-to-point; see comm_model.h for the exact bytes):
+// Message sequence (all point-to-point; see comm_model.h for the exact bytes; every message
+// also carries a header with the positions of its rows, message.h):
 //   client → every rank   schedule (validated on arrival; an empty one means "abort")
 //   client → CompNode k   token ids of k's prompt positions
 //   per layer             CompNode k → AttnNode (a, b): q rows of k's positions in shard a,
@@ -104,11 +105,13 @@ struct CascadeReport {
   ClientResult client;             // rank 0
   std::vector<PartyStats> stats;   // per rank (rank 0: all ranks; others: their own at [0])
   ByteCounts sent;                 // rank 0: bytes sent by every rank, merged
+  ByteCounts received;             // rank 0: bytes received by every rank, merged
 };
 
 // Runs this rank's party: rank 0 sends the schedule and drives the client; others receive
 // it, load what their role needs, and serve. A barrier after loading keeps model loading
-// out of the timings. At the end every rank reports its stats and sent bytes to rank 0.
+// out of the timings. At the end every rank reports its stats, sent and received bytes to
+// rank 0 (point-to-point, kind report; the reports' own bytes are in no report).
 CascadeReport run_cascade(Transport& t, const CascadeSetup& setup);
 
 // Control message (8 bytes): a command and a position.

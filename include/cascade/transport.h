@@ -1,8 +1,10 @@
-// Point-to-point messages between parties, with byte accounting per (src, dst, layer, kind),
-// an audit hook that sees every message sent and received (tests use it to check each
-// party's view), and a timeout so that a dead or stuck peer ends the run with a message
-// naming the peer and the layer instead of a hang. MPI is the implementation for host
-// buffers; an NCCL one for device buffers can sit behind the same interface.
+// Point-to-point messages between parties. Every message is self-describing (message.h): the
+// receiver decodes what arrived and compares it with what it expected, and both ends count
+// the bytes they really sent or received, per (src, dst, layer, kind), from the encoded
+// stream. An audit hook sees every message sent and received (tests use it to check each
+// party's view), and a timeout turns a dead or stuck peer into an error naming the peer and
+// the layer instead of a hang. MPI is the implementation for host buffers; an NCCL one for
+// device buffers can sit behind the same interface.
 #pragma once
 
 #include <cstdint>
@@ -15,29 +17,13 @@
 #include <vector>
 
 #include "cascade/comm_model.h"
+#include "cascade/message.h"
 
 namespace cascade {
 
-// A message may carry several kinds of rows back to back (the up message of a
-// (CompNode, AttnNode) pair carries q rows then k/v rows); each part is accounted separately.
-struct MessagePart {
-  CommKind kind = CommKind::q;
-  uint64_t bytes = 0;
-};
-
-struct Message {
-  int src = -1;
-  int dst = -1;
-  int layer = -1;                  // -1 for client traffic outside the layers
-  std::vector<MessagePart> parts;
-  std::vector<int> positions;      // positions of the rows carried, as declared by the party
-                                   // that built or expects the message (audit only; not sent)
-  uint64_t bytes() const;
-  CommKind kind() const { return parts.empty() ? CommKind::control : parts.front().kind; }
-};
-
-// Called for every message: outgoing = true on the sender when it is posted, false on the
-// receiver when it has arrived (with its real size checked).
+// Called for every message: outgoing = true on the sender when it is posted (as encoded: empty
+// parts dropped), false on the receiver when it has arrived (as decoded). May throw: the
+// exception leaves isend, wait_all or recv_any.
 using AuditHook = std::function<void(const Message& msg, bool outgoing)>;
 
 class TransportError : public std::runtime_error {
@@ -45,7 +31,7 @@ class TransportError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Bytes and messages per (src, dst, layer, kind).
+// Bytes per (src, dst, layer, kind).
 struct ByteKey {
   int src, dst, layer;
   CommKind kind;
@@ -55,6 +41,12 @@ struct ByteKey {
 };
 using ByteCounts = std::map<ByteKey, uint64_t>;
 
+// A message whose size the receiver did not know, as it arrived.
+struct Received {
+  Message msg;
+  std::vector<uint8_t> payload;  // the parts' payloads back to back, in arrived part order
+};
+
 class Transport {
  public:
   using Handle = int;
@@ -63,31 +55,44 @@ class Transport {
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
-  // Non-blocking. The buffer must stay untouched until the handle is waited for. The message
-  // size is msg.bytes(); msg.src is this rank.
-  virtual Handle isend(const Message& msg, const void* buf) = 0;
-  // Non-blocking receive of exactly msg.bytes() bytes from msg.src (a different size is an
-  // error when it arrives).
-  virtual Handle irecv(const Message& msg, void* buf) = 0;
-  // Waits for all handles (then forgets them), up to the timeout.
+  // Non-blocking send of msg to msg.dst (msg.src is set to this rank). `payload` holds the
+  // parts' payloads back to back in part order. The transport copies header and payload into
+  // its own buffer, so the caller's buffer is free again when isend returns. Parts with 0 bytes
+  // and no positions are dropped. The channel (MPI tag) is (layer, kind of the first part
+  // given, kv counted as q): the receiver must expect the same first kind.
+  virtual Handle isend(const Message& msg, const void* payload) = 0;
+  // Non-blocking receive from expected.src; completes in wait_all. The message must carry
+  // exactly the expected layer and non-empty parts (kind, positions, bytes), in any part
+  // order, else wait_all throws "unexpected content". The payloads are written to `payload`
+  // in the EXPECTED part order; `payload` must stay valid until the handle is waited for.
+  // Receives from one peer on one channel complete in the order they were posted.
+  virtual Handle irecv(const Message& expected, void* payload) = 0;
+  // Waits for all handles, up to the timeout, then forgets them (also when it throws: receives
+  // not yet complete are dropped).
   virtual void wait_all(std::vector<Handle>& handles) = 0;
-  // Blocking receive of a message whose size the receiver does not know (the schedule).
-  virtual std::vector<uint8_t> recv_any_size(int src, int layer, CommKind kind) = 0;
+  // Blocking receive (with the timeout) of a message whose size the receiver does not know
+  // (the schedule, the logits row, a control message, the end-of-run report), from `src` on
+  // channel (layer, channel). Accounted and audited like any other.
+  virtual Received recv_any(int src, int layer, CommKind channel) = 0;
 
-  // Out of band (not accounted, not audited): a barrier, and the end-of-run report that every
-  // rank sends to rank 0 (returns every rank's bytes on rank 0, nothing elsewhere).
+  // Every rank waits until all have arrived, with the timeout (no MPI collective: a rank that
+  // never arrives is named). Out of band: not accounted, not audited.
   virtual void barrier() = 0;
-  virtual std::vector<std::vector<uint8_t>> gather_to_root(const std::vector<uint8_t>& mine) = 0;
 
-  void send(const Message& msg, const void* buf);
-  void recv(const Message& msg, void* buf);
+  void send(const Message& msg, const void* payload);
+  void recv(const Message& expected, void* payload);
 
   // Names a rank in error messages ("AttnNode (1,2)"); default "rank N".
   void set_peer_namer(std::function<std::string(int)> f) { namer_ = std::move(f); }
   void set_audit_hook(AuditHook hook) { audit_ = std::move(hook); }
   void set_timeout(double seconds) { timeout_s_ = seconds; }
   double timeout() const { return timeout_s_; }
+  // Largest piece a message is sent in (default 1 GiB; at most 2^31 − 1, MPI counts are int).
+  // The header must fit in the first piece.
+  void set_max_chunk_bytes(uint64_t bytes);
+  uint64_t max_chunk_bytes() const { return max_chunk_bytes_; }
 
+  // Header bytes are counted under CommKind::header.
   const ByteCounts& sent() const { return sent_; }
   const ByteCounts& received() const { return received_; }
   uint64_t messages_sent() const { return messages_sent_; }
@@ -95,12 +100,14 @@ class Transport {
   std::string peer_name(int rank) const;  // "rank 5 (AttnNode (0,0))"
 
  protected:
-  void account_send(const Message& msg);
-  void account_recv(const Message& msg);
+  // `msg` as encoded or decoded; header_bytes = the stream's size − msg.payload_bytes().
+  void account_send(const Message& msg, uint64_t header_bytes);
+  void account_recv(const Message& msg, uint64_t header_bytes);
 
   std::function<std::string(int)> namer_;
   AuditHook audit_;
   double timeout_s_ = 300.0;
+  uint64_t max_chunk_bytes_ = 1ull << 30;
   ByteCounts sent_, received_;
   uint64_t messages_sent_ = 0;
   double wait_s_ = 0.0;
@@ -110,8 +117,8 @@ class Transport {
 // takes any communicator.)
 std::unique_ptr<Transport> make_mpi_transport();
 
-// Flattens counts to (src, dst, layer, kind, bytes) flows, sorted; for comparing with the
-// communication model (comm_model.h).
+// Flattens counts to (src, dst, layer, kind, bytes) flows, sorted, zero-byte ones left out; for
+// comparing with the communication model (comm_model.h) or sent with received.
 std::vector<CommFlow> to_flows(const ByteCounts& counts);
 
 }  // namespace cascade

@@ -83,12 +83,16 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
                   const Tokenizer& tok, double wall, const std::optional<ReferenceCheck>& rc) {
   const Schedule& s = rep.schedule;
   const int n_gen = (int)rep.client.tokens.size();
-  const std::vector<CommFlow> measured = to_flows(rep.sent);
+  // The end-of-run reports are outside the model; message headers are in it.
+  const std::vector<CommFlow> measured = protocol_flows(to_flows(rep.sent));
   const std::vector<CommFlow> predicted = flows_run(s, n_gen, 4);
-  uint64_t m_total = 0, p_total = 0;
+  uint64_t m_total = 0, p_total = 0, all_total = 0;
   for (const CommFlow& f : measured) m_total += f.bytes;
   for (const CommFlow& f : predicted) p_total += f.bytes;
+  for (const CommFlow& f : to_flows(rep.sent)) all_total += f.bytes;
   const bool same = measured == predicted;
+  // Counted at both ends: what every rank sent must be what its peers received.
+  const bool sent_is_received = to_flows(rep.sent) == to_flows(rep.received);
   double compute = 0.0;  // summed over all parties
   for (const PartyStats& st : rep.stats) compute += st.compute_s;
   if (o.json) {
@@ -106,7 +110,9 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
                         {"prompt_tokens", s.n_prompt}, {"tokens", rep.client.tokens},
                         {"text", tok.decode(rep.client.tokens)}, {"wall_s", wall},
                         {"bytes_measured", m_total}, {"bytes_predicted", p_total},
-                        {"bytes_match", same}, {"messages_per_layer", messages_per_layer},
+                        {"bytes_match", same}, {"bytes_with_headers", all_total},
+                        {"sent_equals_received", sent_is_received},
+                        {"messages_per_layer", messages_per_layer},
                         {"compute_s_sum", compute}, {"parties", parties}};
     if (rc)
       j["reference"] = {{"compute_s", rc->compute_s}, {"max_rel_err", rc->max_rel_err},
@@ -118,6 +124,9 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
   std::printf("bytes moved: %llu measured, %llu predicted by the communication model: %s\n",
               (unsigned long long)m_total, (unsigned long long)p_total,
               same ? "equal for every (src, dst, layer, kind)" : "MISMATCH");
+  std::printf("bytes with message headers: %llu; sent = received at both ends: %s\n",
+              (unsigned long long)all_total,
+              sent_is_received ? "equal for every (src, dst, layer, kind)" : "MISMATCH");
   if (rc) {
     std::printf("single-process reference: max relative logit difference %.2e, %s tokens;\n"
                 "  compute summed over all parties %.3f s / reference %.3f s = %.2fx\n",

@@ -1,30 +1,112 @@
-// Transport over MPI point-to-point calls. Waiting polls MPI_Test with short sleeps instead
-// of blocking in MPI_Wait: Open MPI busy-polls in MPI_Wait, which starves the other ranks
-// when parties outnumber cores, and polling lets us enforce the timeout.
+// Transport over MPI point-to-point calls.
+//
+// A message is its encoded stream (message.h), sent as ⌈S/C⌉ MPI messages of at most C bytes
+// on one tag (MPI keeps their order), so no size goes through an MPI int unchecked. The
+// receiver never posts a sized receive: it probes (MPI_Improbe) the first piece, learns the
+// total from the header inside it, then probes and receives the rest. So a message of another
+// size than expected is "unexpected content", never an MPI truncation error.
+//
+// Waiting polls MPI_Test/MPI_Improbe with short sleeps instead of blocking in MPI_Wait: Open
+// MPI busy-polls in MPI_Wait, which starves the other ranks when parties outnumber cores, and
+// polling lets us enforce the timeout (a peer dying mid-message ends in an error, not a hang).
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <new>
 #include <thread>
-#include <unordered_map>
 
 #include "cascade/mpi_transport.h"
 
 namespace cascade {
 namespace {
 
-// Tag = (layer + 1)·8 + kind of the first part: unique per (layer, kind), so messages of
-// different layers or kinds between the same pair never match each other.
-int tag_of(int layer, CommKind kind) { return (layer + 1) * 8 + (int)kind; }
+using Clock = std::chrono::steady_clock;
 
-std::string kind_str(const Message& m) {
-  std::string s;
-  for (const MessagePart& p : m.parts) s += (s.empty() ? "" : "+") + std::string(comm_kind_name(p.kind));
-  return s.empty() ? "message" : s;
+// Tag = (layer + 1)·16 + channel: one per (layer, channel). Channels are CommKinds (< 10); the
+// barrier uses tags 14 and 15 (slots of layer −1 that no channel reaches).
+constexpr int kTagsPerLayer = 16;
+constexpr int kTagBarrierArrive = 14;
+constexpr int kTagBarrierRelease = 15;
+static_assert(kNumCommKinds <= kTagBarrierArrive, "channels would collide with the barrier's tags");
+
+// The channel of a message as the caller gave it: the kind of its first part, kv counted as q
+// (a kv-only up message is still the (CompNode, AttnNode) up channel).
+CommKind channel_of(const Message& msg) {
+  if (msg.parts.empty())
+    throw TransportError("a message needs at least one part: its kind names the channel");
+  const CommKind k = msg.parts.front().kind;
+  return k == CommKind::kv ? CommKind::q : k;
 }
 
 std::string layer_str(int layer) {
   return layer < 0 ? std::string("outside the layers") : "at layer " + std::to_string(layer);
+}
+
+// "q+kv" (the parts as the caller gave them).
+std::string kinds_str(const std::vector<MessagePart>& parts) {
+  std::string s;
+  for (const MessagePart& p : parts) s += (s.empty() ? "" : "+") + std::string(comm_kind_name(p.kind));
+  return s.empty() ? "an empty message" : s;
+}
+
+// "q 2 rows 1152 B + kv 1 row 768 B" (non-empty parts).
+std::string parts_str(const std::vector<MessagePart>& parts) {
+  std::string s;
+  for (const MessagePart& p : parts) {
+    if (part_is_empty(p)) continue;
+    const size_t n = p.positions.size();
+    s += (s.empty() ? "" : " + ") + std::string(comm_kind_name(p.kind)) + " " + std::to_string(n) +
+         (n == 1 ? " row " : " rows ") + std::to_string(p.bytes) + " B";
+  }
+  return s.empty() ? "nothing" : s;
+}
+
+bool same_part(const MessagePart& a, const MessagePart& b) {
+  return a.kind == b.kind && a.bytes == b.bytes && a.positions == b.positions;
+}
+
+// The first difference between the expected and the arrived non-empty parts, for the error.
+std::string first_difference(const std::vector<MessagePart>& expected,
+                             const std::vector<MessagePart>& arrived) {
+  std::vector<bool> used(arrived.size(), false);
+  for (const MessagePart& e : expected) {
+    if (part_is_empty(e)) continue;
+    const char* kind = comm_kind_name(e.kind);
+    size_t match = arrived.size(), same_kind = arrived.size();
+    for (size_t i = 0; i < arrived.size(); ++i) {
+      if (used[i]) continue;
+      if (same_part(e, arrived[i])) { match = i; break; }
+      if (arrived[i].kind == e.kind && same_kind == arrived.size()) same_kind = i;
+    }
+    if (match < arrived.size()) { used[match] = true; continue; }
+    if (same_kind == arrived.size()) return std::string("no ") + kind + " part arrived";
+    const MessagePart& a = arrived[same_kind];
+    for (size_t j = 0; j < e.positions.size() && j < a.positions.size(); ++j)
+      if (e.positions[j] != a.positions[j])
+        return std::string(kind) + " row #" + std::to_string(j) + " is position " +
+               std::to_string(a.positions[j]) + ", expected " + std::to_string(e.positions[j]);
+    if (e.positions.size() != a.positions.size())
+      return std::string(kind) + " has " + std::to_string(a.positions.size()) + " rows, expected " +
+             std::to_string(e.positions.size());
+    return std::string(kind) + " has " + std::to_string(a.bytes) + " bytes, expected " +
+           std::to_string(e.bytes);
+  }
+  for (size_t i = 0; i < arrived.size(); ++i)
+    if (!used[i] && !part_is_empty(arrived[i]))
+      return std::string("an unexpected ") + comm_kind_name(arrived[i].kind) + " part arrived";
+  return "none";
+}
+
+// Buffers MPI may still read or write after we gave up on a request (a peer died mid-message):
+// they must outlive it, so they are kept until the program exits.
+void orphan(std::vector<uint8_t>&& buf) {
+  static std::deque<std::vector<uint8_t>> orphans;
+  orphans.push_back(std::move(buf));
 }
 
 class MpiTransport final : public Transport {
@@ -32,117 +114,196 @@ class MpiTransport final : public Transport {
   explicit MpiTransport(MPI_Comm comm) : comm_(comm) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    int* ub = nullptr;
+    int flag = 0;
+    MPI_Comm_get_attr(comm_, MPI_TAG_UB, &ub, &flag);
+    tag_ub_ = flag && ub ? *ub : 32767;  // 32767: the least the MPI standard guarantees
   }
 
-  void barrier() override { MPI_Barrier(comm_); }
-
-  std::vector<std::vector<uint8_t>> gather_to_root(const std::vector<uint8_t>& mine) override {
-    int n = (int)mine.size();
-    std::vector<int> sizes(rank_ == 0 ? size_ : 0), displs(sizes.size());
-    MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, comm_);
-    int total = 0;
-    for (size_t r = 0; r < sizes.size(); ++r) {
-      displs[r] = total;
-      total += sizes[r];
-    }
-    std::vector<uint8_t> all(total);
-    MPI_Gatherv(mine.data(), n, MPI_BYTE, all.data(), sizes.data(), displs.data(), MPI_BYTE, 0, comm_);
-    std::vector<std::vector<uint8_t>> out;
-    for (size_t r = 0; r < sizes.size(); ++r)
-      out.emplace_back(all.begin() + displs[r], all.begin() + displs[r] + sizes[r]);
-    return out;
+  ~MpiTransport() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    std::vector<Handle> left;
+    for (const auto& kv : pending_) left.push_back(kv.first);
+    abandon(left);
   }
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
-  Handle isend(const Message& msg_in, const void* buf) override {
-    Message msg = msg_in;
+  Handle isend(const Message& msg_in, const void* payload) override {
+    check_peer(msg_in.dst);
+    Pending p;
+    p.outgoing = true;
+    p.peer = msg_in.dst;
+    p.layer = msg_in.layer;
+    p.tag = tag_of(msg_in.layer, channel_of(msg_in));
+    p.given = msg_in.parts;
+    Message msg = without_empty_parts(msg_in);
     msg.src = rank_;
-    check_peer(msg.dst);
-    Pending p{msg, true, MPI_REQUEST_NULL};
-    MPI_Isend(buf, (int)msg.bytes(), MPI_BYTE, msg.dst, tag_of(msg.layer, msg.kind()),
-              comm_, &p.req);
-    account_send(msg);
+    try {
+      p.buf = encode_message(msg, payload);
+    } catch (const std::invalid_argument& e) {
+      throw TransportError(std::string("cannot send to ") + peer_name(msg.dst) + " " +
+                           layer_str(msg.layer) + ": " + e.what());
+    }
+    const uint64_t header_bytes = p.buf.size() - msg.payload_bytes();
+    if (header_bytes > max_chunk_bytes_)
+      throw TransportError("the header of a message to " + peer_name(msg.dst) + " " +
+                           layer_str(msg.layer) + " is " + std::to_string(header_bytes) +
+                           " bytes, more than one chunk (" + std::to_string(max_chunk_bytes_) +
+                           " bytes): raise the chunk size");
+    if (audit_) audit_(msg, true);
+    for (uint64_t off = 0; off < p.buf.size(); off += max_chunk_bytes_) {
+      const int n = (int)std::min<uint64_t>(max_chunk_bytes_, p.buf.size() - off);
+      p.reqs.push_back(MPI_REQUEST_NULL);
+      MPI_Isend(p.buf.data() + off, n, MPI_BYTE, p.peer, p.tag, comm_, &p.reqs.back());
+    }
+    account_send(msg, header_bytes);
     return add(std::move(p));
   }
 
-  Handle irecv(const Message& msg_in, void* buf) override {
-    Message msg = msg_in;
-    msg.dst = rank_;
-    check_peer(msg.src);
-    Pending p{msg, false, MPI_REQUEST_NULL};
-    MPI_Irecv(buf, (int)msg.bytes(), MPI_BYTE, msg.src, tag_of(msg.layer, msg.kind()),
-              comm_, &p.req);
+  Handle irecv(const Message& expected, void* payload) override {
+    check_peer(expected.src);
+    Pending p;
+    p.peer = expected.src;
+    p.layer = expected.layer;
+    p.channel = channel_of(expected);
+    p.tag = tag_of(expected.layer, p.channel);
+    p.given = expected.parts;
+    p.payload = payload;
     return add(std::move(p));
+  }
+
+  Received recv_any(int src, int layer, CommKind channel) override {
+    check_peer(src);
+    Pending p;
+    p.peer = src;
+    p.layer = layer;
+    p.channel = channel == CommKind::kv ? CommKind::q : channel;
+    p.tag = tag_of(layer, p.channel);
+    p.any_size = true;
+    const Handle h = add(std::move(p));
+    std::vector<Handle> hs{h};
+    wait_all(hs);
+    Received r = std::move(any_results_.at(h));
+    any_results_.erase(h);
+    return r;
   }
 
   void wait_all(std::vector<Handle>& handles) override {
-    const auto t0 = std::chrono::steady_clock::now();
-    size_t done = 0;
-    int spins = 0;
-    std::vector<bool> finished(handles.size(), false);
-    while (done < handles.size()) {
-      bool progress = false;
-      for (size_t i = 0; i < handles.size(); ++i) {
-        if (finished[i]) continue;
-        Pending& p = pending_.at(handles[i]);
-        int flag = 0;
-        MPI_Status st;
-        MPI_Test(&p.req, &flag, &st);
-        if (!flag) continue;
-        if (!p.outgoing) {
-          int count = 0;
-          MPI_Get_count(&st, MPI_BYTE, &count);
-          if ((uint64_t)count != p.msg.bytes())
-            throw TransportError("received " + std::to_string(count) + " bytes of " +
-                                 kind_str(p.msg) + " from " + peer_name(p.msg.src) + " " +
-                                 layer_str(p.msg.layer) + ", expected " +
-                                 std::to_string(p.msg.bytes()));
-          account_recv(p.msg);
+    const auto t0 = Clock::now();
+    for (Handle h : handles)
+      if (!pending_.count(h)) throw std::logic_error("wait_all: unknown transport handle");
+    try {
+      int spins = 0;
+      for (;;) {
+        bool progress = false, all_done = true;
+        for (Handle h : handles) {
+          auto it = pending_.find(h);
+          if (it == pending_.end()) continue;  // finished in an earlier round
+          if (!(it->second.outgoing ? send_done(it->second) : recv_done(h, it->second))) {
+            all_done = false;
+            continue;
+          }
+          Pending p = std::move(it->second);
+          pending_.erase(it);
+          if (!p.outgoing) finish_recv(h, p);
+          progress = true;
         }
-        finished[i] = true;
-        ++done;
-        progress = true;
+        if (all_done) break;
+        if (!progress && idle(t0, spins)) throw timeout_error(handles, seconds_since(t0));
       }
-      if (done == handles.size()) break;
-      if (!progress) idle(t0, spins, [&] {
-          for (size_t i = 0; i < handles.size(); ++i)
-            if (!finished[i]) return pending_.at(handles[i]);
-          return pending_.at(handles[0]);
-        });
+    } catch (...) {
+      abandon(handles);
+      handles.clear();
+      wait_s_ += seconds_since(t0);
+      throw;
     }
-    for (Handle h : handles) pending_.erase(h);
     handles.clear();
-    wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    wait_s_ += seconds_since(t0);
   }
 
-  std::vector<uint8_t> recv_any_size(int src, int layer, CommKind kind) override {
-    check_peer(src);
-    const auto t0 = std::chrono::steady_clock::now();
-    int spins = 0, flag = 0;
-    MPI_Status st;
-    Message msg{src, rank_, layer, {{kind, 0}}, {}};
-    for (;;) {
-      MPI_Iprobe(src, tag_of(layer, kind), comm_, &flag, &st);
-      if (flag) break;
-      idle(t0, spins, [&] { return Pending{msg, false, MPI_REQUEST_NULL}; });
+  // Rank 0 gathers a 0-byte arrival from every rank, then releases them, on tags of its own.
+  void barrier() override {
+    if (size_ == 1) return;
+    const auto t0 = Clock::now();
+    const int arrive = kTagBarrierArrive, release = kTagBarrierRelease;
+    int spins = 0;
+    auto timed_out = [&](const std::string& what) {
+      return TransportError("timed out after " + std::to_string((int)seconds_since(t0)) +
+                            " s at the barrier: " + what);
+    };
+    if (rank_ != 0) {
+      MPI_Request req;
+      MPI_Isend(nullptr, 0, MPI_BYTE, 0, arrive, comm_, &req);
+      while (!probe_empty(0, release)) {
+        if (idle(t0, spins)) {
+          MPI_Request_free(&req);
+          throw timed_out("no release from " + peer_name(0) +
+                          ": it or another rank is dead or stuck");
+        }
+      }
+      MPI_Wait(&req, MPI_STATUS_IGNORE);  // complete: rank 0 received it before releasing
+      return;
     }
-    int count = 0;
-    MPI_Get_count(&st, MPI_BYTE, &count);
-    std::vector<uint8_t> buf(count);
-    MPI_Recv(buf.data(), count, MPI_BYTE, src, tag_of(layer, kind), comm_, MPI_STATUS_IGNORE);
-    msg.parts[0].bytes = (uint64_t)count;
-    account_recv(msg);
-    wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return buf;
+    std::vector<bool> arrived(size_, false);
+    arrived[0] = true;
+    int n_arrived = 1;
+    while (n_arrived < size_) {
+      bool progress = false;
+      for (int r = 1; r < size_; ++r)
+        if (!arrived[r] && probe_empty(r, arrive)) {
+          arrived[r] = true;
+          ++n_arrived;
+          progress = true;
+        }
+      if (n_arrived < size_ && !progress && idle(t0, spins)) {
+        std::string missing;
+        int n_missing = 0;
+        for (int r = 1; r < size_; ++r)
+          if (!arrived[r]) missing += (n_missing++ ? ", " : "") + peer_name(r);
+        throw timed_out(missing + " never arrived: dead or stuck");
+      }
+    }
+    std::vector<MPI_Request> reqs(size_ - 1);
+    for (int r = 1; r < size_; ++r) MPI_Isend(nullptr, 0, MPI_BYTE, r, release, comm_, &reqs[r - 1]);
+    for (;;) {
+      int done = 0;
+      MPI_Testall((int)reqs.size(), reqs.data(), &done, MPI_STATUSES_IGNORE);
+      if (done) return;
+      if (idle(t0, spins)) {
+        for (MPI_Request& q : reqs)
+          if (q != MPI_REQUEST_NULL) MPI_Request_free(&q);
+        throw timed_out("could not release every rank: one is dead or stuck");
+      }
+    }
   }
 
  private:
   struct Pending {
-    Message msg;
-    bool outgoing;
-    MPI_Request req;
+    bool outgoing = false;
+    int peer = -1, layer = -1, tag = 0;
+    CommKind channel = CommKind::q;
+    std::vector<MessagePart> given;  // the parts as the caller gave them (send or expected)
+    bool any_size = false;           // recv_any: no expectation
+    void* payload = nullptr;         // irecv: where the expected parts go
+    std::vector<uint8_t> buf;        // the encoded stream
+    std::vector<MPI_Request> reqs;   // send: one per piece; receive: the piece in flight
+    uint64_t landed = 0;             // receive: bytes received so far
+    uint64_t in_flight = 0;          // receive: size of the piece in flight
+    uint64_t total = 0;              // receive: the stream's size, once the header is in
   };
+
+  int tag_of(int layer, CommKind channel) const {
+    const long long tag = (long long)(layer + 1) * kTagsPerLayer + (int)channel;
+    if (layer < -1 || tag > tag_ub_)
+      throw TransportError("layer " + std::to_string(layer) + " needs MPI tag " +
+                           std::to_string(tag) + ", outside this MPI's 0..MPI_TAG_UB = " +
+                           std::to_string(tag_ub_));
+    return (int)tag;
+  }
 
   Handle add(Pending p) {
     const Handle h = next_++;
@@ -156,26 +317,194 @@ class MpiTransport final : public Transport {
                            std::to_string(size_) + ", this is rank " + std::to_string(rank_) + ")");
   }
 
-  // Spin briefly, then sleep a little; past the timeout, name what we were waiting for.
-  template <class F>
-  void idle(std::chrono::steady_clock::time_point t0, int& spins, F first_pending) {
-    if (++spins < 64) return;
+  static double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  // Spin briefly, then sleep a little; true once the timeout has passed.
+  bool idle(Clock::time_point t0, int& spins) const {
+    if (++spins < 64) return false;
     std::this_thread::sleep_for(std::chrono::microseconds(spins < 2000 ? 20 : 200));
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (waited > timeout_s_) {
-      const Pending p = first_pending();
-      const bool out = p.outgoing;
-      throw TransportError("timed out after " + std::to_string((int)waited) + " s " +
-                           (out ? "sending " : "waiting for ") + kind_str(p.msg) +
-                           (out ? " to " : " from ") + peer_name(out ? p.msg.dst : p.msg.src) +
-                           " " + layer_str(p.msg.layer) + ": the peer is dead or stuck");
+    return seconds_since(t0) > timeout_s_;
+  }
+
+  // Receives a 0-byte message from `src` on `tag` if one is there.
+  bool probe_empty(int src, int tag) {
+    int flag = 0;
+    MPI_Message mm;
+    MPI_Improbe(src, tag, comm_, &flag, &mm, MPI_STATUS_IGNORE);
+    if (flag) MPI_Mrecv(nullptr, 0, MPI_BYTE, &mm, MPI_STATUS_IGNORE);
+    return flag;
+  }
+
+  bool send_done(Pending& p) {
+    int done = 0;
+    MPI_Testall((int)p.reqs.size(), p.reqs.data(), &done, MPI_STATUSES_IGNORE);
+    return done;
+  }
+
+  // Advances a receive as far as the arrived pieces allow; true when the whole stream is in.
+  bool recv_done(Handle h, Pending& p) {
+    for (;;) {
+      if (!p.reqs.empty()) {  // a piece in flight
+        int flag = 0;
+        MPI_Test(&p.reqs[0], &flag, MPI_STATUS_IGNORE);
+        if (!flag) return false;
+        p.reqs.clear();
+        p.landed += p.in_flight;
+        if (p.total == 0) learn_size(p);
+        if (p.landed >= p.total) return true;
+      }
+      // Receives from one peer on one channel take its messages in posting order.
+      if (p.landed == 0 && earlier_receive_on(h, p)) return false;
+      int flag = 0;
+      MPI_Message mm;
+      MPI_Status st;
+      MPI_Improbe(p.peer, p.tag, comm_, &flag, &mm, &st);
+      if (!flag) return false;
+      MPI_Count n = 0;
+      MPI_Get_elements_x(&st, MPI_BYTE, &n);
+      const bool first = p.landed == 0;
+      if (n < 0 || n > std::numeric_limits<int>::max() ||
+          (!first && p.landed + (uint64_t)n > p.buf.size()))
+        throw TransportError(describe(p) + ": a piece of " + std::to_string((long long)n) +
+                             " bytes overruns the " + std::to_string(p.buf.size()) +
+                             " bytes its header announced");
+      if (first) p.buf.resize((size_t)n);
+      p.reqs.assign(1, MPI_REQUEST_NULL);
+      p.in_flight = (uint64_t)n;
+      MPI_Imrecv(p.buf.data() + p.landed, (int)n, MPI_BYTE, &mm, &p.reqs[0]);
+    }
+  }
+
+  bool earlier_receive_on(Handle h, const Pending& p) const {
+    for (const auto& [other, q] : pending_) {
+      if (other >= h) break;
+      if (!q.outgoing && q.peer == p.peer && q.tag == p.tag) return true;
+    }
+    return false;
+  }
+
+  // The first piece is in: its header says how large the whole stream is.
+  void learn_size(Pending& p) {
+    Message head;
+    uint64_t header = 0;
+    try {
+      header = decode_message_header(p.buf.data(), p.landed, head);
+    } catch (const MessageError& e) {
+      throw TransportError("message from " + describe(p) + ": " + e.what());
+    }
+    p.total = header + head.payload_bytes();
+    if (p.total <= p.landed) return;  // all in (a longer first piece fails the decode later)
+    try {
+      p.buf.resize(p.total);
+    } catch (const std::bad_alloc&) {
+      throw TransportError("message from " + describe(p) + " announces " + std::to_string(p.total) +
+                           " bytes: cannot allocate them");
+    }
+  }
+
+  // The stream is in: decode, account, audit, compare with the expectation, deliver.
+  void finish_recv(Handle h, Pending& p) {
+    Message got;
+    uint64_t offset = 0;
+    try {
+      offset = decode_message(p.buf.data(), p.buf.size(), got);
+    } catch (const MessageError& e) {
+      throw TransportError("message from " + describe(p) + ": " + e.what());
+    }
+    got.src = p.peer;
+    got.dst = rank_;
+    account_recv(got, p.buf.size() - got.payload_bytes());
+    if (audit_) audit_(got, false);
+
+    if (p.any_size) {
+      if (got.layer != p.layer)
+        throw TransportError("unexpected content from " + describe(p) + ": it says layer " +
+                             std::to_string(got.layer));
+      p.buf.erase(p.buf.begin(), p.buf.begin() + offset);
+      any_results_[h] = Received{std::move(got), std::move(p.buf)};
+      return;
+    }
+    // Match every expected part with an equal arrived one, in any order.
+    std::vector<uint64_t> arrived_at(got.parts.size());  // payload offset of each arrived part
+    for (size_t i = 0, at = offset; i < got.parts.size(); at += got.parts[i].bytes, ++i) arrived_at[i] = at;
+    std::vector<bool> used(got.parts.size(), false);
+    std::vector<size_t> source;  // per expected part: the arrived part it matched
+    bool ok = got.layer == p.layer;
+    for (const MessagePart& e : p.given) {
+      size_t match = got.parts.size();
+      if (!part_is_empty(e))
+        for (size_t i = 0; i < got.parts.size() && match == got.parts.size(); ++i)
+          if (!used[i] && same_part(e, got.parts[i])) match = i;
+      if (match < got.parts.size()) used[match] = true;
+      else if (!part_is_empty(e)) ok = false;
+      source.push_back(match);
+    }
+    for (size_t i = 0; i < got.parts.size(); ++i) ok &= used[i] || part_is_empty(got.parts[i]);
+    if (!ok) {
+      const std::string diff = got.layer != p.layer
+                                   ? "it says layer " + std::to_string(got.layer)
+                                   : first_difference(p.given, got.parts);
+      throw TransportError("unexpected content from " + describe(p) + ": expected " +
+                           parts_str(p.given) + ", got " + parts_str(got.parts) +
+                           "; first difference: " + diff);
+    }
+    uint8_t* out = static_cast<uint8_t*>(p.payload);
+    for (size_t j = 0; j < p.given.size(); ++j) {
+      if (source[j] == got.parts.size()) continue;  // an empty part: nothing to copy
+      std::memcpy(out, p.buf.data() + arrived_at[source[j]], p.given[j].bytes);
+      out += p.given[j].bytes;
+    }
+  }
+
+  // "rank 2 (CompNode 1) at layer 3 (q)"
+  std::string describe(const Pending& p) const {
+    return peer_name(p.peer) + " " + layer_str(p.layer) + " (" + comm_kind_name(p.channel) + ")";
+  }
+
+  TransportError timeout_error(const std::vector<Handle>& handles, double waited) const {
+    const Pending* p = nullptr;
+    for (Handle h : handles) {
+      auto it = pending_.find(h);
+      if (it != pending_.end()) { p = &it->second; break; }
+    }
+    const std::string what = p->any_size ? comm_kind_name(p->channel) : kinds_str(p->given);
+    const std::string partial =
+        !p->outgoing && p->landed > 0
+            ? " (" + std::to_string(p->landed) + " of " + std::to_string(p->total) + " bytes in)"
+            : "";
+    return TransportError("timed out after " + std::to_string((int)waited) + " s " +
+                          (p->outgoing ? "sending " : "waiting for ") + what +
+                          (p->outgoing ? " to " : " from ") + peer_name(p->peer) + " " +
+                          layer_str(p->layer) + partial + ": the peer is dead or stuck");
+  }
+
+  // Forgets handles: requests MPI still works on are freed, their buffers kept (orphan).
+  void abandon(const std::vector<Handle>& handles) {
+    for (Handle h : handles) {
+      auto it = pending_.find(h);
+      if (it == pending_.end()) continue;
+      bool busy = false;
+      for (MPI_Request& r : it->second.reqs) {
+        int flag = 1;
+        if (r != MPI_REQUEST_NULL) MPI_Test(&r, &flag, MPI_STATUS_IGNORE);
+        if (!flag) {
+          MPI_Request_free(&r);
+          busy = true;
+        }
+      }
+      if (busy) orphan(std::move(it->second.buf));
+      pending_.erase(it);
     }
   }
 
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
+  long long tag_ub_ = 32767;
   Handle next_ = 0;
-  std::unordered_map<Handle, Pending> pending_;
+  std::map<Handle, Pending> pending_;  // ordered: receives on one channel match in this order
+  std::map<Handle, Received> any_results_;  // recv_any's message, between wait_all and return
 };
 
 }  // namespace

@@ -1,21 +1,24 @@
 #include "cascade/transport.h"
 
+#include <limits>
+
 namespace cascade {
 
-uint64_t Message::bytes() const {
-  uint64_t n = 0;
-  for (const MessagePart& p : parts) n += p.bytes;
-  return n;
-}
-
-void Transport::send(const Message& msg, const void* buf) {
-  std::vector<Handle> h{isend(msg, buf)};
+void Transport::send(const Message& msg, const void* payload) {
+  std::vector<Handle> h{isend(msg, payload)};
   wait_all(h);
 }
 
-void Transport::recv(const Message& msg, void* buf) {
-  std::vector<Handle> h{irecv(msg, buf)};
+void Transport::recv(const Message& expected, void* payload) {
+  std::vector<Handle> h{irecv(expected, payload)};
   wait_all(h);
+}
+
+void Transport::set_max_chunk_bytes(uint64_t bytes) {
+  if (bytes < 1 || bytes > (uint64_t)std::numeric_limits<int>::max())
+    throw std::invalid_argument("max chunk bytes must be in 1..2^31 - 1 (an MPI count), got " +
+                                std::to_string(bytes));
+  max_chunk_bytes_ = bytes;
 }
 
 std::string Transport::peer_name(int r) const {
@@ -24,16 +27,16 @@ std::string Transport::peer_name(int r) const {
   return s;
 }
 
-void Transport::account_send(const Message& msg) {
+void Transport::account_send(const Message& msg, uint64_t header_bytes) {
   for (const MessagePart& p : msg.parts) sent_[{msg.src, msg.dst, msg.layer, p.kind}] += p.bytes;
+  sent_[{msg.src, msg.dst, msg.layer, CommKind::header}] += header_bytes;
   ++messages_sent_;
-  if (audit_) audit_(msg, true);
 }
 
-void Transport::account_recv(const Message& msg) {
+void Transport::account_recv(const Message& msg, uint64_t header_bytes) {
   for (const MessagePart& p : msg.parts)
     received_[{msg.src, msg.dst, msg.layer, p.kind}] += p.bytes;
-  if (audit_) audit_(msg, false);
+  received_[{msg.src, msg.dst, msg.layer, CommKind::header}] += header_bytes;
 }
 
 std::vector<CommFlow> to_flows(const ByteCounts& counts) {
@@ -42,5 +45,6 @@ std::vector<CommFlow> to_flows(const ByteCounts& counts) {
     if (bytes) flows.push_back({key.src, key.dst, key.layer, key.kind, bytes});
   return merge_flows(std::move(flows));
 }
+
 
 }  // namespace cascade

@@ -58,12 +58,9 @@ class AttnNode {
       for (int k = 0; k < alpha; ++k) {
         if (qk[k].empty() && kvk[k].empty()) continue;
         up[k].resize(qk[k].size() * dq + 2 * kvk[k].size() * dkv);
-        std::vector<int> carried(qk[k]);
-        carried.insert(carried.end(), kvk[k].begin(), kvk[k].end());
         handles.push_back(t_.irecv({s_.comp_rank(k), t_.rank(), l,
-                                    {{CommKind::q, 4ull * qk[k].size() * dq},
-                                     {CommKind::kv, 8ull * kvk[k].size() * dkv}},
-                                    carried},
+                                    {{CommKind::q, qk[k], 4ull * qk[k].size() * dq},
+                                     {CommKind::kv, kvk[k], 8ull * kvk[k].size() * dkv}}},
                                    up[k].data()));
       }
       t_.wait_all(handles);
@@ -106,7 +103,7 @@ class AttnNode {
       for (int k = 0; k < alpha; ++k)
         if (!qk[k].empty())
           handles.push_back(t_.isend({t_.rank(), s_.comp_rank(k), l,
-                                      {{CommKind::partial, 4 * down[k].size()}}, qk[k]},
+                                      {{CommKind::partial, qk[k], 4 * down[k].size()}}},
                                      down[k].data()));
       t_.wait_all(handles);
     }

@@ -1,5 +1,6 @@
 // Rank 0: the client and planner. It alone holds the prompt and the sampling state; it sees
 // no hidden state, only the final logits rows.
+#include <cstring>
 #include <stdexcept>
 
 #include "cascade/protocol.h"
@@ -8,10 +9,13 @@
 namespace cascade {
 namespace {
 
+// The control part carries the decode position ({p} for DECODE, {} for STOP).
 void send_control(Transport& t, const Schedule& s, Control c) {
+  std::vector<int32_t> pos;
+  if (c.command == kControlDecode) pos.push_back(c.position);
   std::vector<Transport::Handle> h;
   for (int r = 1; r < s.n_ranks(); ++r)
-    h.push_back(t.isend({0, r, -1, {{CommKind::control, sizeof(Control)}}, {}}, &c));
+    h.push_back(t.isend({0, r, -1, {{CommKind::control, pos, sizeof(Control)}}}, &c));
   t.wait_all(h);
 }
 
@@ -19,7 +23,9 @@ void send_control(Transport& t, const Schedule& s, Control c) {
 
 void abort_run(Transport& t) {
   std::vector<Transport::Handle> h;
-  for (int r = 1; r < t.size(); ++r) h.push_back(t.isend({0, r, -1, {{CommKind::schedule, 0}}, {}}, nullptr));
+  // An empty schedule part: it travels as a message of no parts.
+  for (int r = 1; r < t.size(); ++r)
+    h.push_back(t.isend({0, r, -1, {{CommKind::schedule, {}, 0}}}, nullptr));
   t.wait_all(h);
 }
 
@@ -29,7 +35,7 @@ void send_schedule(Transport& t, const Schedule& s) {
   const std::vector<uint8_t> wire = serialize(s);
   std::vector<Transport::Handle> h;
   for (int r = 1; r < s.n_ranks(); ++r)
-    h.push_back(t.isend({0, r, -1, {{CommKind::schedule, wire.size()}}, {}}, wire.data()));
+    h.push_back(t.isend({0, r, -1, {{CommKind::schedule, {}, wire.size()}}}, wire.data()));
   t.wait_all(h);
 }
 
@@ -52,7 +58,7 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
     const std::vector<int> own = pre.of_comp(s, k);
     for (int p : own) ids[k].push_back(prompt[p]);
     if (!own.empty())
-      h.push_back(t.isend({0, s.comp_rank(k), -1, {{CommKind::tokens, 4 * own.size()}}, own},
+      h.push_back(t.isend({0, s.comp_rank(k), -1, {{CommKind::tokens, own, 4 * own.size()}}},
                           ids[k].data()));
   }
   t.wait_all(h);
@@ -65,14 +71,19 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
       const int p = last + 1;
       send_control(t, s, {kControlDecode, p});
       const int32_t tok = res.tokens.back();
-      t.send({0, s.comp_rank(s.comp[p]), -1, {{CommKind::tokens, 4}}, {p}}, &tok);
+      t.send({0, s.comp_rank(s.comp[p]), -1, {{CommKind::tokens, {p}, 4}}}, &tok);
       last = p;
     }
     // The logits row's size is only known to the CompNodes (which hold the model).
-    std::vector<uint8_t> row = t.recv_any_size(s.comp_rank(s.comp[last]), -1, CommKind::logits);
-    if (row.empty() || row.size() % 4)
-      throw std::runtime_error("malformed logits row from CompNode " + std::to_string(s.comp[last]));
-    logits.assign((const float*)row.data(), (const float*)(row.data() + row.size()));
+    const Received row = t.recv_any(s.comp_rank(s.comp[last]), -1, CommKind::logits);
+    const std::vector<MessagePart>& parts = row.msg.parts;
+    if (parts.size() != 1 || parts[0].kind != CommKind::logits ||
+        parts[0].positions != std::vector<int32_t>{last} || row.payload.empty() ||
+        row.payload.size() % 4)
+      throw std::runtime_error("malformed logits row from CompNode " + std::to_string(s.comp[last]) +
+                               ": expected one logits part of position " + std::to_string(last));
+    logits.resize(row.payload.size() / 4);
+    std::memcpy(logits.data(), row.payload.data(), row.payload.size());
     if (opt.keep_logits) res.logits.push_back(logits);
     const int32_t tok = sampler.sample(logits.data(), (int)logits.size());
     res.tokens.push_back(tok);
@@ -84,9 +95,11 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
 }
 
 bool receive_schedule(Transport& t, Schedule& s) {
-  const std::vector<uint8_t> wire = t.recv_any_size(0, -1, CommKind::schedule);
-  if (wire.empty()) return false;
-  s = deserialize(wire);
+  const Received r = t.recv_any(0, -1, CommKind::schedule);
+  if (r.msg.parts.empty()) return false;  // the client's abort
+  if (r.msg.parts.size() != 1 || r.msg.parts[0].kind != CommKind::schedule)
+    throw std::runtime_error("malformed schedule message from the client");
+  s = deserialize(r.payload);
   check_world_size(s, t.size());
   return true;
 }

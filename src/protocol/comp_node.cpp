@@ -31,7 +31,7 @@ class CompNode {
     const int n = (int)own.size();
 
     std::vector<int32_t> ids(n);
-    t_.recv({0, t_.rank(), -1, {{CommKind::tokens, 4ull * n}}, own}, ids.data());
+    t_.recv({0, t_.rank(), -1, {{CommKind::tokens, own, 4ull * n}}}, ids.data());
 
     timer_.start();
     std::vector<int32_t> pos(own.begin(), own.end());
@@ -66,7 +66,7 @@ class CompNode {
           std::vector<float>& buf = down[a * beta + b];
           buf.resize(in_shard[a].size() * part_floats);
           handles.push_back(t_.irecv({s_.attn_rank(a, b), t_.rank(), l,
-                                      {{CommKind::partial, 4 * buf.size()}}, in_shard[a]},
+                                      {{CommKind::partial, in_shard[a], 4 * buf.size()}}},
                                      buf.data()));
         }
       }
@@ -90,12 +90,9 @@ class CompNode {
           const std::vector<int>& qa = in_shard[a];
           const std::vector<int>& kvb = in_shard[b];
           if (qa.empty() && kvb.empty()) continue;
-          std::vector<int> carried(qa);
-          carried.insert(carried.end(), kvb.begin(), kvb.end());
           handles.push_back(t_.isend({t_.rank(), s_.attn_rank(a, b), l,
-                                      {{CommKind::q, 4ull * qa.size() * c.d_q()},
-                                       {CommKind::kv, 8ull * kvb.size() * c.d_kv()}},
-                                      carried},
+                                      {{CommKind::q, qa, 4ull * qa.size() * c.d_q()},
+                                       {CommKind::kv, kvb, 8ull * kvb.size() * c.d_kv()}}},
                                      up[a * beta + b].data()));
         }
       }
@@ -130,7 +127,7 @@ class CompNode {
       std::vector<float> logits(c.n_vocab);
       final_logits(be_, m_, h.data() + (size_t)row_of[step.last()] * c.d_model, 1, logits.data());
       timer_.stop();
-      t_.send({t_.rank(), 0, -1, {{CommKind::logits, 4ull * c.n_vocab}}, {step.last()}},
+      t_.send({t_.rank(), 0, -1, {{CommKind::logits, {step.last()}, 4ull * c.n_vocab}}},
               logits.data());
     }
   }

@@ -1,5 +1,6 @@
 // Who holds what during one step (a prefill or one decode step), derived from the schedule
-// alone: every party computes the same picture, so no positions travel with the rows.
+// alone: every party computes the same picture, and the transport checks the positions each
+// message carries (message.h) against it on arrival.
 #pragma once
 
 #include <functional>

@@ -2,7 +2,9 @@
 // One mpirun hosts many runs: for each scenario the first 1 + α + β² ranks form a
 // sub-communicator and play the parties; rank 0 checks, per scenario,
 //   exactness  every logits row within max|Δ| / max|ref| ≤ 1e-4 and identical greedy tokens
-//   bytes      measured bytes per (src, dst, layer, kind) == the communication model
+//   bytes      measured bytes per (src, dst, layer, kind) == the communication model (for now
+//              without the kinds the transport adds, header and report), and the bytes every
+//              rank sent == the bytes its peers received, per (src, dst, layer, kind)
 //   views      no message breaks a party's view (audit hook, sender and receiver side)
 // and prints "OK"/"NOT OK" per scenario and a closing "N passed, N failed" line.
 //
@@ -65,6 +67,21 @@ struct RefRun {
   std::vector<int32_t> tokens;
   std::vector<std::vector<float>> logits;
 };
+
+std::string flow_str(const CommFlow& f) {
+  return "(" + std::to_string(f.src) + " → " + std::to_string(f.dst) + ", layer " +
+         std::to_string(f.layer) + ", " + comm_kind_name(f.kind) + ") " + std::to_string(f.bytes) + " B";
+}
+
+// "" when the flows are equal, else the first flow of `sent` and `received` that differ.
+std::string first_difference(const std::vector<CommFlow>& sent, const std::vector<CommFlow>& received) {
+  for (size_t i = 0; i < sent.size() || i < received.size(); ++i) {
+    if (i < sent.size() && i < received.size() && sent[i] == received[i]) continue;
+    return "sent " + (i < sent.size() ? flow_str(sent[i]) : "nothing") + ", received " +
+           (i < received.size() ? flow_str(received[i]) : "nothing");
+  }
+  return "";
+}
 
 class Harness {
  public:
@@ -154,13 +171,15 @@ class Harness {
     if (got.size() != ref.logits.size()) why += " logits rows " + std::to_string(got.size());
     if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
     if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
-    const std::vector<CommFlow> measured = to_flows(rep.sent);
+    const std::vector<CommFlow> measured = protocol_flows(to_flows(rep.sent));
     const std::vector<CommFlow> predicted = flows_run(s, sc.n_generate, 4);
     const bool bytes_ok = measured == predicted;
     uint64_t mb = 0, pb = 0;
     for (const CommFlow& f : measured) mb += f.bytes;
     for (const CommFlow& f : predicted) pb += f.bytes;
     if (!bytes_ok) why += " bytes measured " + std::to_string(mb) + " != predicted " + std::to_string(pb);
+    const std::string diff = first_difference(to_flows(rep.sent), to_flows(rep.received));
+    if (!diff.empty()) why += " sent != received: " + diff;
     if (violations) why += " " + std::to_string(violations) + " view violations";
     std::printf("%s %-62s rel %.1e  bytes %llu%s\n", why.empty() ? "OK    " : "NOT OK",
                 sc.name().c_str(), worst, (unsigned long long)mb, why.c_str());
