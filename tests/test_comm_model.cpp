@@ -262,6 +262,25 @@ TEST(CommModel, ProtocolFlowsDropReports) {
   EXPECT_EQ(p[0].kind, CommKind::schedule);
 }
 
+TEST(CommModel, FlowDifferences) {
+  const std::vector<CommFlow> a = {{1, 5, 3, CommKind::kv, 1536}, {0, 1, -1, CommKind::tokens, 8}};
+  std::vector<CommFlow> b = a;
+  EXPECT_TRUE(flow_differences(a, b, "sent", "received").empty());
+  b[0].bytes = 1535;
+  auto d = flow_differences(a, b, "sent", "received");
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0], "rank 1 → rank 5, layer 3, kv: sent 1536 B, received 1535 B");
+  b.pop_back();  // a flow only one side has
+  d = flow_differences(a, b, "sent", "received");
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0], "rank 0 → rank 1, client traffic, tokens: sent 8 B, received 0 B");
+  std::vector<CommFlow> many;
+  for (int r = 0; r < 9; ++r) many.push_back({r, r + 1, 0, CommKind::q, 4});
+  d = flow_differences(many, {}, "x", "y", 5);
+  ASSERT_EQ(d.size(), 6u);
+  EXPECT_EQ(d.back(), "… and 4 more");
+}
+
 TEST(CommModel, FormatBytes) {
   EXPECT_EQ(format_bytes(0), "0 B");
   EXPECT_EQ(format_bytes(1023), "1023 B");

@@ -146,6 +146,12 @@ std::vector<CommFlow> flows_run(const Schedule& s, int n_generate, int elem_byte
 std::vector<CommFlow> merge_flows(std::vector<CommFlow> flows);
 // Flows without the kinds outside the model (report).
 std::vector<CommFlow> protocol_flows(const std::vector<CommFlow>& flows);
+// Where two sets of flows (merged and sorted, as above) differ, one line per (src, dst, layer,
+// kind), e.g. "rank 1 → rank 5, layer 3, kv: sent 1536 B, received 0 B", at most `max_lines`
+// (then "… and N more"). Empty when they are equal.
+std::vector<std::string> flow_differences(const std::vector<CommFlow>& a, const std::vector<CommFlow>& b,
+                                          const std::string& a_name, const std::string& b_name,
+                                          size_t max_lines = 5);
 
 // "1.23 MiB" (binary units; "123 B" below 1 KiB).
 std::string format_bytes(uint64_t bytes);

@@ -1,8 +1,10 @@
 // The three Cascade roles (PROTOCOL.md). Every MPI rank plays one party:
 //   rank 0        client/planner: sends the schedule, each CompNode its own token ids, receives
-//                 the final logits row, samples, drives decoding (control messages)
+//                 the final row of each step, applies the final norm + LM head (--lm-head
+//                 client), samples, drives decoding (control messages)
 //   ranks 1..α    CompNodes: embedding, pre-pass (norm, Q/K/V, RoPE), merge of partials,
-//                 O-proj, MLP; the owner of the last position applies the final norm + LM head
+//                 O-proj, MLP; under --lm-head comp the owner of the last position applies
+//                 the final norm + LM head itself
 //   the rest      AttnNodes (a, b): partial attention (m, e, u) of query shard a against
 //                 key/value shard b, keeping their K/V rows as the KV cache for decoding
 //
@@ -13,10 +15,12 @@
 //   per layer             CompNode k → AttnNode (a, b): q rows of k's positions in shard a,
 //                           then k rows and v rows of k's positions in shard b
 //                         AttnNode (a, b) → CompNode k: (m, e, u) of k's rows in shard a
-//   owner of last pos.    logits row → client
+//   owner of last pos.    final hidden row (--lm-head client) or logits row (comp) → client
 //   per decode step       client → every rank: control (DECODE, p); client → comp(p): token id;
 //                         then the layers as above for the single position p
-//   end                   client → every rank: control (STOP)
+//   end                   client → every rank: control (STOP); every rank → client: its report
+// Every party checks every message it receives against its view (view.h) and aborts the run on
+// a violation; no MPI collective is used (transport.h), so a dead or stuck peer is a timeout.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "cascade/fault.h"
+#include "cascade/memory_stats.h"
 #include "cascade/model.h"
 #include "cascade/sampler.h"
 #include "cascade/schedule.h"
@@ -40,20 +46,25 @@ struct PartyStats {
   double wait_s = 0.0;     // blocked waiting for messages
   uint64_t bytes_sent = 0;
   uint64_t messages_sent = 0;
+  MemoryStats memory;      // at the end of the run (peak RSS in hwm_kb)
 };
 
 struct ClientOptions {
   int n_generate = 16;       // tokens to sample (the first comes from the prefill's logits)
   int32_t stop_token = -1;   // stop early when this token is sampled (−1: never)
   SamplerOptions sampler;
-  bool keep_logits = false;  // keep every logits row received (tests)
+  bool keep_logits = false;  // keep every logits row (tests, --compare-reference)
+  // --lm-head client: the weights whose final norm and output matrix the client applies to
+  // each final hidden row (the client is the user, who may hold them). Unused under comp.
+  const Model* model = nullptr;
   // Called with each sampled token as it arrives (streaming output).
   std::function<void(int32_t)> on_token;
 };
 
 struct ClientResult {
   std::vector<int32_t> tokens;             // sampled tokens
-  std::vector<std::vector<float>> logits;  // rows received, if keep_logits
+  std::vector<std::vector<float>> logits;  // every logits row, if keep_logits
+  double compute_s = 0.0;                  // CPU time in the LM head (--lm-head client)
 };
 
 // Rank 0: sends the schedule to every rank (the world size must be schedule.n_ranks()).
@@ -70,32 +81,27 @@ void abort_run(Transport& t);
 // client aborted the run. Throws on a malformed schedule or a wrong world size.
 bool receive_schedule(Transport& t, Schedule& schedule);
 
-// Fault injection for tests: this party stops answering (sleeps) at the given layer.
-struct FaultOptions {
-  int stall_rank = -1;
-  int stall_layer = 0;
-};
-
-// Rank 1..α. `model` holds the weights. The role fills in compute_s; run_cascade the rest.
+// Rank 1..α. `model` holds the weights (its shape must be the schedule's). The role fills in
+// compute_s; run_cascade the rest.
 PartyStats run_comp_node(Transport& t, const Schedule& schedule, const Model& model,
-                         Backend& backend, const FaultOptions& fault = {});
-// AttnNode ranks. Only the shapes of `cfg` are used; an AttnNode holds no weights. The role
-// fills in compute_s; run_cascade the rest.
-PartyStats run_attn_node(Transport& t, const Schedule& schedule, const ModelConfig& cfg,
-                         Backend& backend, const FaultOptions& fault = {});
+                         Backend& backend, const Fault& fault = {});
+// AttnNode ranks: no weights; the dims come with the schedule (schedule.shape). The role fills
+// in compute_s; run_cascade the rest.
+PartyStats run_attn_node(Transport& t, const Schedule& schedule, Backend& backend,
+                         const Fault& fault = {});
 
 // ---- a whole run, every rank ------------------------------------------------------------
 
 struct CascadeSetup {
-  // Rank 0 only: the schedule, the prompt, sampling.
+  // Rank 0 only: the schedule (with the model's shape), the prompt, sampling (and the
+  // weights of the LM head under --lm-head client).
   Schedule schedule;
   std::vector<int32_t> prompt;
   ClientOptions client;
-  // Every other rank, called once its role is known: CompNodes need the weights, AttnNodes
-  // the shapes only.
+  // CompNodes only, called once the role is known: the weights. AttnNodes never load a model:
+  // the dims they need travel in the schedule.
   std::function<const Model&()> model;
-  std::function<ModelConfig()> config;
-  FaultOptions fault;
+  Fault fault;
 };
 
 // What rank 0 learns at the end (other ranks: ran, schedule and their own stats only).
@@ -109,10 +115,18 @@ struct CascadeReport {
 };
 
 // Runs this rank's party: rank 0 sends the schedule and drives the client; others receive
-// it, load what their role needs, and serve. A barrier after loading keeps model loading
-// out of the timings. At the end every rank reports its stats, sent and received bytes to
-// rank 0 (point-to-point, kind report; the reports' own bytes are in no report).
+// it, load what their role needs, and serve. Every rank audits what it receives against its
+// view (a ViewViolation aborts), and what it sends against the receiver's. A barrier after
+// loading keeps model loading out of the timings. At the end every rank reports its stats,
+// sent and received bytes to rank 0 (point-to-point, kind report; the reports' own bytes are
+// in no report).
 CascadeReport run_cascade(Transport& t, const CascadeSetup& setup);
+
+// Where the byte counts of a finished run (rank 0's report) disagree: what every sender counted
+// against what every receiver counted, per (src, dst, layer, kind), and both against the
+// communication model for the tokens generated. Empty when all three are equal. The end-of-run
+// reports are outside the model and left out.
+std::vector<std::string> byte_count_differences(const CascadeReport& rep);
 
 // Control message (8 bytes): a command and a position.
 struct Control {

@@ -12,7 +12,6 @@
 #include "cascade/backend.h"
 #include "cascade/compute_timer.h"
 #include "cascade/exactness.h"
-#include "cascade/gguf.h"
 #include "cascade/mpi_transport.h"
 #include "cascade/protocol.h"
 #include "cascade/reference.h"
@@ -32,7 +31,7 @@ struct RunOptions {
   double timeout = 300.0;
   bool json = false;
   bool compare_reference = false;
-  FaultOptions fault;
+  std::string fault;  // test-only (fault.h)
 };
 
 // The single-process reference on the same prompt and tokens, single-threaded, for the
@@ -77,42 +76,63 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   setup.client.sampler = o.gen.sampler;
   setup.client.keep_logits = o.compare_reference;
   setup.client.stop_token = o.gen.ignore_eos ? -1 : lm.tokenizer->eos_id();
+  setup.client.model = &lm.model;  // the final norm and output matrix (--lm-head client)
 }
 
-void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConfig& cfg,
-                  const Tokenizer& tok, double wall, const std::optional<ReferenceCheck>& rc) {
+// The byte accounting, counted at both ends and predicted (PROTOCOL.md "Communication model").
+struct ByteCheck {
+  uint64_t protocol = 0, headers = 0, reports = 0;
+  std::vector<std::string> problems;  // empty: sent = received = predicted
+};
+
+ByteCheck check_bytes(const CascadeReport& rep) {
+  ByteCheck b;
+  for (const CommFlow& f : protocol_flows(to_flows(rep.sent)))
+    (f.kind == CommKind::header ? b.headers : b.protocol) += f.bytes;
+  for (const CommFlow& f : to_flows(rep.received))
+    if (f.kind == CommKind::report) b.reports += f.bytes;
+  b.problems = byte_count_differences(rep);
+  return b;
+}
+
+std::string mib(uint64_t kb) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", kb / 1024.0);
+  return buf;
+}
+
+void print_report(const RunOptions& o, const CascadeReport& rep, const Tokenizer& tok, double wall,
+                  const ExposureReport& exposure, const ByteCheck& bytes,
+                  const std::optional<ReferenceCheck>& rc) {
   const Schedule& s = rep.schedule;
   const int n_gen = (int)rep.client.tokens.size();
-  // The end-of-run reports are outside the model; message headers are in it.
-  const std::vector<CommFlow> measured = protocol_flows(to_flows(rep.sent));
-  const std::vector<CommFlow> predicted = flows_run(s, n_gen, 4);
-  uint64_t m_total = 0, p_total = 0, all_total = 0;
-  for (const CommFlow& f : measured) m_total += f.bytes;
-  for (const CommFlow& f : predicted) p_total += f.bytes;
-  for (const CommFlow& f : to_flows(rep.sent)) all_total += f.bytes;
-  const bool same = measured == predicted;
-  // Counted at both ends: what every rank sent must be what its peers received.
-  const bool sent_is_received = to_flows(rep.sent) == to_flows(rep.received);
   double compute = 0.0;  // summed over all parties
   for (const PartyStats& st : rep.stats) compute += st.compute_s;
   if (o.json) {
     nlohmann::json parties = nlohmann::json::array();
     for (size_t r = 0; r < rep.stats.size(); ++r) {
       const PartyStats& st = rep.stats[r];
+      const MemoryStats& m = st.memory;
       parties.push_back({{"rank", r}, {"party", s.role_of_rank((int)r).name()},
                          {"wall_s", st.wall_s}, {"compute_s", st.compute_s}, {"wait_s", st.wait_s},
-                         {"bytes_sent", st.bytes_sent}, {"messages_sent", st.messages_sent}});
+                         {"bytes_sent", st.bytes_sent}, {"messages_sent", st.messages_sent},
+                         {"memory_kb", {{"rss", m.rss_kb}, {"rss_anon", m.rss_anon_kb},
+                                        {"rss_file", m.rss_file_kb}, {"rss_shmem", m.rss_shmem_kb},
+                                        {"pss", m.pss_kb}, {"peak_rss", m.hwm_kb}}}});
     }
-    uint64_t messages_per_layer = 0;  // messages at layer 0, both directions
-    for (const CommFlow& f : measured) messages_per_layer += f.layer == 0 && (f.kind == CommKind::q || f.kind == CommKind::partial);
-    nlohmann::json j = {{"alpha", s.alpha}, {"beta", s.beta}, {"c", s.c}, {"delta", s.delta},
-                        {"strategy", s.strategy}, {"ranks", s.n_ranks()},
+    const CommEstimate est = predict_run(s, std::max(n_gen, 1), 4);
+    nlohmann::json j = {{"schedule", schedule_json(s)}, {"alpha", s.alpha}, {"beta", s.beta},
+                        {"c", s.c}, {"delta", s.delta}, {"strategy", s.strategy},
+                        {"attn_sharding", attn_sharding_name(s.attn_sharding)},
+                        {"lm_head", lm_head_name(s.lm_head)}, {"ranks", s.n_ranks()},
                         {"prompt_tokens", s.n_prompt}, {"tokens", rep.client.tokens},
                         {"text", tok.decode(rep.client.tokens)}, {"wall_s", wall},
-                        {"bytes_measured", m_total}, {"bytes_predicted", p_total},
-                        {"bytes_match", same}, {"bytes_with_headers", all_total},
-                        {"sent_equals_received", sent_is_received},
-                        {"messages_per_layer", messages_per_layer},
+                        {"exposure", exposure_json(exposure)},
+                        {"bytes", {{"protocol", bytes.protocol}, {"headers", bytes.headers},
+                                   {"reports", bytes.reports},
+                                   {"sent_received_predicted_equal", bytes.problems.empty()},
+                                   {"differences", bytes.problems}}},
+                        {"messages_per_layer", est.messages_per_layer()},
                         {"compute_s_sum", compute}, {"parties", parties}};
     if (rc)
       j["reference"] = {{"compute_s", rc->compute_s}, {"max_rel_err", rc->max_rel_err},
@@ -121,25 +141,31 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const ModelConf
     return;
   }
   std::printf("\n\nwall time: %.3f s for %d prompt tokens + %d generated\n", wall, s.n_prompt, n_gen);
-  std::printf("bytes moved: %llu measured, %llu predicted by the communication model: %s\n",
-              (unsigned long long)m_total, (unsigned long long)p_total,
-              same ? "equal for every (src, dst, layer, kind)" : "MISMATCH");
-  std::printf("bytes with message headers: %llu; sent = received at both ends: %s\n",
-              (unsigned long long)all_total,
-              sent_is_received ? "equal for every (src, dst, layer, kind)" : "MISMATCH");
+  std::printf("bytes moved: %llu (protocol) + %llu (message headers), counted by every sender and every receiver:\n"
+              "  %s\n",
+              (unsigned long long)bytes.protocol, (unsigned long long)bytes.headers,
+              bytes.problems.empty()
+                  ? "sent = received = predicted by the communication model, for every (src, dst, layer, kind)"
+                  : "MISMATCH:");
+  for (const std::string& p : bytes.problems) std::printf("    %s\n", p.c_str());
+  std::printf("  end-of-run reports to rank 0: %llu bytes (outside the protocol)\n",
+              (unsigned long long)bytes.reports);
+  std::printf("views: every message was checked against its receiver's view on arrival: no violation\n");
   if (rc) {
     std::printf("single-process reference: max relative logit difference %.2e, %s tokens;\n"
                 "  compute summed over all parties %.3f s / reference %.3f s = %.2fx\n",
                 rc->max_rel_err, rc->same_tokens ? "same" : "DIFFERENT", compute, rc->compute_s,
                 compute / rc->compute_s);
   }
-  std::printf("\n%-5s %-16s %10s %10s %10s %14s %9s\n", "rank", "party", "compute s", "wait s",
-              "wall s", "bytes sent", "messages");
+  std::printf("\n%-5s %-16s %10s %10s %10s %14s %9s %9s %9s %9s\n", "rank", "party", "compute s", "wait s",
+              "wall s", "bytes sent", "messages", "RSS MiB", "anon MiB", "PSS MiB");
   for (size_t r = 0; r < rep.stats.size(); ++r) {
     const PartyStats& st = rep.stats[r];
-    std::printf("%-5zu %-16s %10.3f %10.3f %10.3f %14llu %9llu\n", r,
+    std::printf("%-5zu %-16s %10.3f %10.3f %10.3f %14llu %9llu %9s %9s %9s\n", r,
                 s.role_of_rank((int)r).name().c_str(), st.compute_s, st.wait_s, st.wall_s,
-                (unsigned long long)st.bytes_sent, (unsigned long long)st.messages_sent);
+                (unsigned long long)st.bytes_sent, (unsigned long long)st.messages_sent,
+                mib(st.memory.rss_kb).c_str(), mib(st.memory.rss_anon_kb).c_str(),
+                mib(st.memory.pss_kb).c_str());
   }
 }
 
@@ -149,28 +175,23 @@ int run(const RunOptions& o) {
   std::unique_ptr<Transport> t = make_mpi_transport(MPI_COMM_WORLD);
   const int rank = t->rank();
   // The parties wait one layer's message at a time and so notice a dead or stuck peer first,
-  // naming it and the layer; the client, waiting for a whole step's logits, is the backstop.
+  // naming it and the layer; the client, waiting for a whole step's final row, is the backstop.
   t->set_timeout(rank == 0 ? 2 * o.timeout : o.timeout);
   const std::string model_path = o.gen.model.empty() ? default_model_path() : o.gen.model;
 
   CascadeSetup setup;
-  setup.fault = o.fault;
-  std::optional<LoadedModel> lm;  // rank 0: tokenizer and config (weights with --compare-reference)
-  std::optional<Model> model;     // CompNodes
-  std::optional<GgufFile> gguf;   // AttnNodes: shapes only
+  std::optional<LoadedModel> lm;  // rank 0: tokenizer, config, and the weights of the LM head
+  std::optional<Model> model;     // CompNodes; AttnNodes never open the model
   setup.model = [&]() -> const Model& {
     model.emplace(Model::load(model_path));
     return *model;
-  };
-  setup.config = [&] {
-    gguf.emplace(model_path);
-    return ModelConfig::from_gguf(*gguf);
   };
 
   ExposureReport exposure;
   if (rank == 0) {
     try {
-      lm.emplace(load_model(model_path, o.compare_reference));
+      if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
+      lm.emplace(load_model(model_path));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
     } catch (const std::exception& e) {
@@ -183,8 +204,10 @@ int run(const RunOptions& o) {
       const std::string cd = s.strategy == kStrategyCDelta
                                  ? ", c = " + std::to_string(s.c) + ", δ = " + std::to_string(s.delta)
                                  : "";
-      std::printf("Cascade run: %s, α = %d, β = %d%s: %d ranks; prompt %d tokens, ρ = %d%s\n",
-                  s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), s.n_ranks(), s.n_prompt, o.rho,
+      std::printf("Cascade run: %s, α = %d, β = %d%s, %s attention sharding, LM head at the %s: %d ranks;\n"
+                  "prompt %d tokens, %d to generate, ρ = %d%s\n",
+                  s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), attn_sharding_name(s.attn_sharding),
+                  lm_head_name(s.lm_head), s.n_ranks(), s.n_prompt, o.gen.n_predict, o.rho,
                   o.insecure ? " (--insecure)" : "");
       print_exposure(exposure);
       std::printf("\n");
@@ -192,6 +215,12 @@ int run(const RunOptions& o) {
         std::fputs(lm->tokenizer->token_to_piece(tok).c_str(), stdout);
         std::fflush(stdout);
       };
+    }
+  } else if (!o.fault.empty()) {
+    try {
+      setup.fault = parse_fault(o.fault);
+    } catch (const std::exception&) {
+      // rank 0 reports it and aborts the run
     }
   }
 
@@ -206,11 +235,16 @@ int run(const RunOptions& o) {
   }
   if (!rep.ran) return 2;  // the client refused to start; it said why
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (rank == 0) {
-    std::optional<ReferenceCheck> rc;
-    if (o.compare_reference)
-      rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
-    print_report(o, rep, lm->cfg, *lm->tokenizer, wall, rc);
+  if (rank != 0) return 0;
+  std::optional<ReferenceCheck> rc;
+  if (o.compare_reference)
+    rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
+  const ByteCheck bytes = check_bytes(rep);
+  print_report(o, rep, *lm->tokenizer, wall, exposure, bytes, rc);
+  if (!bytes.problems.empty()) {
+    std::fprintf(stderr, "cascade run: error: the byte counts disagree (sent, received, predicted): %s\n",
+                 bytes.problems.front().c_str());
+    return 4;
   }
   return 0;
 }
@@ -227,13 +261,15 @@ void add_run_command(CLI::App& app) {
   add_schedule_options(sub, o->sched);
   add_generate_options(sub, o->gen);
   sub->add_option("--rho", o->rho, "Refuse schedules in which a party's gap is below ρ")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  sub->add_flag("--insecure", o->insecure, "Run even if the schedule fails the ρ check");
+  sub->add_flag("--insecure", o->insecure, "Run even if the schedule fails the security check");
   sub->add_option("--timeout", o->timeout, "Seconds to wait for a peer before aborting the run")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_flag("--json", o->json, "Print the result as JSON (rank 0)");
   sub->add_flag("--compare-reference", o->compare_reference,
                 "Afterwards, rank 0 reruns the prompt in the single-process reference (one thread) and reports the logit difference and the compute overhead");
-  sub->add_option("--stall-rank", o->fault.stall_rank, "Testing: this rank stops answering")->group("Fault injection");
-  sub->add_option("--stall-layer", o->fault.stall_layer, "Testing: ... at this layer")->group("Fault injection");
+  sub->add_option("--fault", o->fault,
+                  "Testing only: KIND:RANK[:LAYER] makes one party misbehave (stall, stall-start, stall-end, "
+                  "misroute, leak; see include/cascade/fault.h)")
+      ->group("Fault injection");
   sub->callback([o] {
     const int rc = run(*o);
     if (rc != 0) throw CLI::RuntimeError(rc);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <stdexcept>
 #include <tuple>
 
@@ -312,6 +313,28 @@ std::vector<CommFlow> protocol_flows(const std::vector<CommFlow>& flows) {
   std::vector<CommFlow> out;
   for (const CommFlow& f : flows)
     if (f.kind != CommKind::report) out.push_back(f);
+  return out;
+}
+
+std::vector<std::string> flow_differences(const std::vector<CommFlow>& a, const std::vector<CommFlow>& b,
+                                          const std::string& a_name, const std::string& b_name,
+                                          size_t max_lines) {
+  using Key = std::tuple<int, int, int, int>;
+  std::map<Key, std::pair<uint64_t, uint64_t>> both;
+  for (const CommFlow& f : a) both[{f.src, f.dst, f.layer, (int)f.kind}].first += f.bytes;
+  for (const CommFlow& f : b) both[{f.src, f.dst, f.layer, (int)f.kind}].second += f.bytes;
+  std::vector<std::string> out;
+  size_t differing = 0;
+  for (const auto& [key, v] : both) {
+    if (v.first == v.second) continue;
+    if (++differing > max_lines) continue;
+    const auto [src, dst, layer, kind] = key;
+    out.push_back("rank " + std::to_string(src) + " → rank " + std::to_string(dst) + ", " +
+                  (layer < 0 ? std::string("client traffic") : "layer " + std::to_string(layer)) + ", " +
+                  comm_kind_name((CommKind)kind) + ": " + a_name + " " + std::to_string(v.first) + " B, " +
+                  b_name + " " + std::to_string(v.second) + " B");
+  }
+  if (differing > max_lines) out.push_back("… and " + std::to_string(differing - max_lines) + " more");
   return out;
 }
 

@@ -13,13 +13,13 @@ namespace {
 
 class AttnNode {
  public:
-  AttnNode(Transport& t, const Schedule& s, const ModelConfig& c, Backend& be, const FaultOptions& f)
-      : t_(t), s_(s), c_(c), be_(be), fault_(f) {
+  AttnNode(Transport& t, const Schedule& s, Backend& be, const Fault& f)
+      : t_(t), s_(s), c_(s.shape), be_(be), fault_(f) {
     const RankRole role = s.role_of_rank(t.rank());
     a_ = role.a;
     b_ = role.b;
-    k_cache_.resize(c.n_layer);
-    v_cache_.resize(c.n_layer);
+    k_cache_.resize(c_.n_layer);
+    v_cache_.resize(c_.n_layer);
   }
 
   PartyStats run() {
@@ -53,7 +53,7 @@ class AttnNode {
     std::vector<float> q((size_t)nq * dq);
     std::vector<float> m((size_t)nq * c_.n_head), e(m.size()), u(q.size());
     for (int l = 0; l < c_.n_layer; ++l) {
-      stall_if_asked(fault_, t_.rank(), l);
+      if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
       std::vector<Transport::Handle> handles;
       for (int k = 0; k < alpha; ++k) {
         if (qk[k].empty() && kvk[k].empty()) continue;
@@ -111,9 +111,9 @@ class AttnNode {
 
   Transport& t_;
   const Schedule& s_;
-  const ModelConfig& c_;
+  const ModelShape& c_;  // the dims, from the schedule: an AttnNode never opens the model
   Backend& be_;
-  FaultOptions fault_;
+  Fault fault_;
   int a_ = 0, b_ = 0;
   std::vector<int32_t> k_pos_;  // positions of the cached key/value rows (same every layer)
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_cached, n_kv, d_h)
@@ -122,9 +122,8 @@ class AttnNode {
 
 }  // namespace
 
-PartyStats run_attn_node(Transport& t, const Schedule& s, const ModelConfig& c, Backend& be,
-                         const FaultOptions& fault) {
-  return AttnNode(t, s, c, be, fault).run();
+PartyStats run_attn_node(Transport& t, const Schedule& s, Backend& be, const Fault& fault) {
+  return AttnNode(t, s, be, fault).run();
 }
 
 }  // namespace cascade

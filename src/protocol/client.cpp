@@ -1,8 +1,12 @@
-// Rank 0: the client and planner. It alone holds the prompt and the sampling state; it sees
-// no hidden state, only the final logits rows.
+// Rank 0: the client and planner. It alone holds the prompt and the sampling state; of the
+// hidden states it sees only the final row of each step (--lm-head client: it applies the final
+// norm and the output matrix itself), or the logits row (--lm-head comp).
 #include <cstring>
 #include <stdexcept>
 
+#include "cascade/backend.h"
+#include "cascade/compute_timer.h"
+#include "cascade/layer.h"
 #include "cascade/protocol.h"
 #include "step.h"
 
@@ -63,9 +67,21 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
   }
   t.wait_all(h);
 
+  const bool lm_client = s.lm_head == LmHead::client;
+  if (lm_client) {
+    if (opt.model == nullptr)
+      throw std::invalid_argument("--lm-head client: the client needs the model's final norm and output matrix");
+    if (!(opt.model->cfg.shape() == s.shape))
+      throw std::invalid_argument("the client's model does not have the schedule's shape");
+  }
+  auto backend = make_cpu_backend();
+  ComputeTimer timer;
   Sampler sampler(opt.sampler);
-  std::vector<float> logits;
-  int last = s.n_prompt - 1;  // position whose logits come next
+  // The final row of each step: d floats (hidden) or n_vocab floats (logits).
+  const CommKind row_kind = lm_client ? CommKind::hidden : CommKind::logits;
+  std::vector<float> row(lm_client ? s.shape.d_model : s.shape.n_vocab);
+  std::vector<float> logits(s.shape.n_vocab);
+  int last = s.n_prompt - 1;  // position whose final row comes next
   for (int i = 0; i < opt.n_generate; ++i) {
     if (i > 0) {  // decode step at position p = last + 1 with the previous token
       const int p = last + 1;
@@ -74,22 +90,21 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
       t.send({0, s.comp_rank(s.comp[p]), -1, {{CommKind::tokens, {p}, 4}}}, &tok);
       last = p;
     }
-    // The logits row's size is only known to the CompNodes (which hold the model).
-    const Received row = t.recv_any(s.comp_rank(s.comp[last]), -1, CommKind::logits);
-    const std::vector<MessagePart>& parts = row.msg.parts;
-    if (parts.size() != 1 || parts[0].kind != CommKind::logits ||
-        parts[0].positions != std::vector<int32_t>{last} || row.payload.empty() ||
-        row.payload.size() % 4)
-      throw std::runtime_error("malformed logits row from CompNode " + std::to_string(s.comp[last]) +
-                               ": expected one logits part of position " + std::to_string(last));
-    logits.resize(row.payload.size() / 4);
-    std::memcpy(logits.data(), row.payload.data(), row.payload.size());
+    t.recv({s.comp_rank(s.comp[last]), 0, -1, {{row_kind, {last}, 4 * row.size()}}}, row.data());
+    if (lm_client) {
+      timer.start();
+      final_logits(*backend, *opt.model, row.data(), 1, logits.data());  // (1, n_vocab)
+      timer.stop();
+    } else {
+      logits = row;
+    }
     if (opt.keep_logits) res.logits.push_back(logits);
     const int32_t tok = sampler.sample(logits.data(), (int)logits.size());
     res.tokens.push_back(tok);
     if (opt.on_token) opt.on_token(tok);
     if (tok == opt.stop_token) break;
   }
+  res.compute_s = timer.seconds();
   send_control(t, s, {kControlStop, 0});
   return res;
 }
@@ -101,6 +116,7 @@ bool receive_schedule(Transport& t, Schedule& s) {
     throw std::runtime_error("malformed schedule message from the client");
   s = deserialize(r.payload);
   check_world_size(s, t.size());
+  if (s.shape.empty()) throw std::runtime_error("the schedule carries no model shape");
   return true;
 }
 

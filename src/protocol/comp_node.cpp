@@ -12,8 +12,14 @@ namespace {
 
 class CompNode {
  public:
-  CompNode(Transport& t, const Schedule& s, const Model& m, Backend& be, const FaultOptions& f)
-      : t_(t), s_(s), m_(m), be_(be), fault_(f), k_(s.role_of_rank(t.rank()).k) {}
+  CompNode(Transport& t, const Schedule& s, const Model& m, Backend& be, const Fault& f)
+      : t_(t), s_(s), m_(m), be_(be), fault_(f), k_(s.role_of_rank(t.rank()).k) {
+    // Every party must run the model the client planned for (a CompNode given another --model
+    // would compute garbage that no byte count notices).
+    if (!(m.cfg.shape() == s.shape))
+      throw std::runtime_error("this CompNode's model (" + m.cfg.name + ") does not have the dims of the model the "
+                               "client planned for; run every rank with the same --model");
+  }
 
   PartyStats run() {
     serve_steps(t_, s_, [this](const Step& step) { run_step(step); });
@@ -53,7 +59,7 @@ class CompNode {
     const size_t part_floats = (size_t)c.n_head * (c.d_head + 2);  // (m, e, u) of one row
     std::vector<std::vector<float>> up(beta * beta), down(beta * beta);
     for (int l = 0; l < c.n_layer; ++l) {
-      stall_if_asked(fault_, t_.rank(), l);
+      if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
       timer_.start();
       layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data(), ws_);
       timer_.stop();
@@ -85,17 +91,20 @@ class CompNode {
         }
       }
       timer_.stop();
+      std::vector<Outgoing> out;
       for (int a = 0; a < beta; ++a) {
         for (int b = 0; b < beta; ++b) {
           const std::vector<int>& qa = in_shard[a];
           const std::vector<int>& kvb = in_shard[b];
           if (qa.empty() && kvb.empty()) continue;
-          handles.push_back(t_.isend({t_.rank(), s_.attn_rank(a, b), l,
-                                      {{CommKind::q, qa, 4ull * qa.size() * c.d_q()},
-                                       {CommKind::kv, kvb, 8ull * kvb.size() * c.d_kv()}}},
-                                     up[a * beta + b].data()));
+          out.push_back({{t_.rank(), s_.attn_rank(a, b), l,
+                          {{CommKind::q, {qa.begin(), qa.end()}, 4ull * qa.size() * c.d_q()},
+                           {CommKind::kv, {kvb.begin(), kvb.end()}, 8ull * kvb.size() * c.d_kv()}}},
+                         up[a * beta + b].data()});
         }
       }
+      inject_faults(l, out, h.data(), row_of);
+      for (const Outgoing& o : out) handles.push_back(t_.isend(o.msg, o.payload));
       t_.wait_all(handles);
 
       // Scatter the partials to (b, row, head) and merge them.
@@ -121,14 +130,55 @@ class CompNode {
       timer_.stop();
     }
 
-    // The owner of the step's last position sends its logits row to the client.
+    // The owner of the step's last position sends the final row to the client: its hidden
+    // row (--lm-head client: the client applies the LM head, so we never learn the next
+    // token), or the logits (--lm-head comp).
     if (s_.comp[step.last()] == k_) {
-      timer_.start();
-      std::vector<float> logits(c.n_vocab);
-      final_logits(be_, m_, h.data() + (size_t)row_of[step.last()] * c.d_model, 1, logits.data());
-      timer_.stop();
-      t_.send({t_.rank(), 0, -1, {{CommKind::logits, {step.last()}, 4ull * c.n_vocab}}},
-              logits.data());
+      const float* last = h.data() + (size_t)row_of[step.last()] * c.d_model;  // (d)
+      if (s_.lm_head == LmHead::client) {
+        t_.send({t_.rank(), 0, -1, {{CommKind::hidden, {step.last()}, 4ull * c.d_model}}}, last);
+      } else {
+        timer_.start();
+        std::vector<float> logits(c.n_vocab);
+        final_logits(be_, m_, last, 1, logits.data());
+        timer_.stop();
+        t_.send({t_.rank(), 0, -1, {{CommKind::logits, {step.last()}, 4ull * c.n_vocab}}},
+                logits.data());
+      }
+    }
+  }
+
+  struct Outgoing {
+    Message msg;
+    const void* payload;
+  };
+
+  // Test-only faults (fault.h) on this layer's up messages.
+  void inject_faults(int layer, std::vector<Outgoing>& out, const float* h, const std::vector<int>& row_of) {
+    if (out.empty()) return;
+    if (fault_.is(Fault::Kind::misroute, t_.rank(), layer)) {
+      // Swap the destinations of the messages to (a, b) and (a, b + 1 mod β).
+      const int beta = s_.beta;
+      for (size_t i = 0; i < out.size(); ++i) {
+        const RankRole r = s_.role_of_rank(out[i].msg.dst);
+        const int other = s_.attn_rank(r.a, (r.b + 1) % beta);
+        for (size_t j = 0; j < out.size(); ++j)
+          if (j != i && out[j].msg.dst == other) {
+            std::swap(out[i].msg.dst, out[j].msg.dst);
+            return;
+          }
+      }
+    }
+    if (fault_.is(Fault::Kind::leak, t_.rank(), layer)) {
+      // Append the hidden rows of the first message's positions to it.
+      Outgoing& o = out.front();
+      const MessagePart& first = o.msg.parts[o.msg.parts[0].positions.empty() ? 1 : 0];
+      const int d = m_.cfg.d_model;
+      const float* base = static_cast<const float*>(o.payload);
+      leak_.assign(base, base + o.msg.payload_bytes() / 4);
+      for (int p : first.positions) leak_.insert(leak_.end(), h + (size_t)row_of[p] * d, h + (size_t)(row_of[p] + 1) * d);
+      o.msg.parts.push_back({CommKind::hidden, first.positions, 4ull * d * first.positions.size()});
+      o.payload = leak_.data();
     }
   }
 
@@ -141,7 +191,8 @@ class CompNode {
   const Schedule& s_;
   const Model& m_;
   Backend& be_;
-  FaultOptions fault_;
+  Fault fault_;
+  std::vector<float> leak_;  // payload of a leaking message (fault injection)
   int k_;
   ComputeTimer timer_;
   LayerScratch ws_;
@@ -150,7 +201,7 @@ class CompNode {
 }  // namespace
 
 PartyStats run_comp_node(Transport& t, const Schedule& s, const Model& m, Backend& be,
-                         const FaultOptions& fault) {
+                         const Fault& fault) {
   return CompNode(t, s, m, be, fault).run();
 }
 

@@ -1,19 +1,22 @@
 // One rank's whole run: role dispatch, then the end-of-run report to rank 0.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "cascade/backend.h"
 #include "cascade/protocol.h"
+#include "cascade/view.h"
 
 namespace cascade {
 namespace {
 
-// Report wire format: PartyStats as 3 doubles + 2 u64; then u64 n_sent and n_sent records
-// (src, dst, layer, kind, bytes) of i32, i32, i32, i32, u64; then the same for the received
-// counts.
-constexpr size_t kStatsBytes = 3 * 8 + 2 * 8;
+// Report wire format: PartyStats as 3 doubles + 2 u64 + MemoryStats (6 u64); then u64 n_sent
+// and n_sent records (src, dst, layer, kind, bytes) of i32, i32, i32, i32, u64; then the same
+// for the received counts.
+constexpr size_t kStatsBytes = 3 * 8 + 2 * 8 + 6 * 8;
 constexpr size_t kRecordBytes = 24;
 
 std::vector<uint8_t> encode_report(const PartyStats& st, const ByteCounts& sent,
@@ -23,6 +26,9 @@ std::vector<uint8_t> encode_report(const PartyStats& st, const ByteCounts& sent,
   auto put = [&w](const void* p, size_t n) { std::memcpy(w, p, n); w += n; };
   put(&st.wall_s, 8); put(&st.compute_s, 8); put(&st.wait_s, 8);
   put(&st.bytes_sent, 8); put(&st.messages_sent, 8);
+  const MemoryStats& m = st.memory;
+  for (const uint64_t* v : {&m.rss_kb, &m.rss_anon_kb, &m.rss_file_kb, &m.rss_shmem_kb, &m.pss_kb, &m.hwm_kb})
+    put(v, 8);
   for (const ByteCounts* counts : {&sent, &received}) {
     const uint64_t n = counts->size();
     put(&n, 8);
@@ -47,6 +53,9 @@ PartyStats decode_report(int r, const std::vector<uint8_t>& in, ByteCounts& sent
   auto get = [&p](void* dst, size_t n) { std::memcpy(dst, p, n); p += n; };
   get(&st.wall_s, 8); get(&st.compute_s, 8); get(&st.wait_s, 8);
   get(&st.bytes_sent, 8); get(&st.messages_sent, 8);
+  MemoryStats& m = st.memory;
+  for (uint64_t* v : {&m.rss_kb, &m.rss_anon_kb, &m.rss_file_kb, &m.rss_shmem_kb, &m.pss_kb, &m.hwm_kb})
+    get(v, 8);
   for (ByteCounts* counts : {&sent, &received}) {
     uint64_t n = 0;
     if (end - p < 8) throw bad("truncated record count");
@@ -64,6 +73,21 @@ PartyStats decode_report(int r, const std::vector<uint8_t>& in, ByteCounts& sent
   if (p != end) throw bad("trailing bytes");
   return st;
 }
+
+// Where rank 0 waits for everyone (the start barrier, the end-of-run reports), it alone knows
+// who is missing and names them. The others wait longer there, so that rank 0 speaks first
+// instead of every party blaming the healthy client.
+class LongerTimeout {
+ public:
+  explicit LongerTimeout(Transport& t) : t_(t), saved_(t.timeout()) {
+    if (t.rank() != 0) t.set_timeout(2 * saved_ + 5);
+  }
+  ~LongerTimeout() { t_.set_timeout(saved_); }
+
+ private:
+  Transport& t_;
+  double saved_;
+};
 
 uint64_t total_bytes(const ByteCounts& c) {
   uint64_t n = 0;
@@ -83,37 +107,49 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     t_start = std::chrono::steady_clock::now();
     wait_at_start = t.wait_seconds();
   };
-  // Once the schedule is known, errors name parties ("CompNode 1") rather than bare ranks.
-  auto name_parties = [&t](const Schedule& s) {
+  // Once the schedule is known, errors name parties ("CompNode 1") rather than bare ranks, and
+  // every message is checked against the views: what this party sends against the receiver's
+  // (unless a fault makes it the faulty party), what it receives against its own.
+  auto know_schedule = [&](const Schedule& s) {
     t.set_peer_namer([s](int r) { return r < s.n_ranks() ? s.role_of_rank(r).name() : "?"; });
+    auto audit = std::make_shared<ViewAudit>(s, t.rank());
+    const bool check_own = !setup.fault.skips_own_check(t.rank());
+    t.set_audit_hook([audit, check_own](const Message& m, bool outgoing) {
+      if (!outgoing) audit->check_received(m);
+      else if (check_own) audit->check_outgoing(m);
+    });
+  };
+  auto ready = [&] {
+    if (setup.fault.is(Fault::Kind::stall_start, t.rank())) hang_forever();
+    LongerTimeout patience(t);
+    t.barrier();  // everyone has loaded what it needs
+    start();
   };
   if (t.rank() == 0) {
     rep.schedule = setup.schedule;
     try {
       check_world_size(rep.schedule, t.size());
+      if (rep.schedule.shape.empty()) throw std::invalid_argument("the schedule carries no model shape");
     } catch (...) {
       abort_run(t);  // the other ranks would otherwise wait for a schedule that never comes
       throw;
     }
-    name_parties(rep.schedule);
     send_schedule(t, rep.schedule);
-    t.barrier();  // everyone has loaded what it needs
-    start();
+    know_schedule(rep.schedule);
+    ready();
     rep.client = run_client(t, rep.schedule, setup.prompt, setup.client);
+    mine.compute_s = rep.client.compute_s;
   } else {
     if (!receive_schedule(t, rep.schedule)) return rep;
-    name_parties(rep.schedule);
+    know_schedule(rep.schedule);
     const RankRole role = rep.schedule.role_of_rank(t.rank());
     if (role.kind == RankRole::comp) {
       const Model& model = setup.model();
-      t.barrier();
-      start();
+      ready();
       mine = run_comp_node(t, rep.schedule, model, *be, setup.fault);
     } else {
-      const ModelConfig cfg = setup.config();
-      t.barrier();
-      start();
-      mine = run_attn_node(t, rep.schedule, cfg, *be, setup.fault);
+      ready();
+      mine = run_attn_node(t, rep.schedule, *be, setup.fault);
     }
   }
   rep.ran = true;
@@ -122,6 +158,8 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
   mine.wait_s = t.wait_seconds() - wait_at_start;
   mine.bytes_sent = total_bytes(t.sent());
   mine.messages_sent = t.messages_sent();
+  mine.memory = read_memory_stats();
+  if (setup.fault.is(Fault::Kind::stall_end, t.rank())) hang_forever();
   // Point-to-point, with the timeout: a rank that died at the end is named, not waited for.
   if (t.rank() == 0) {
     rep.stats.push_back(mine);
@@ -131,12 +169,26 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
       const Received report = t.recv_any(r, -1, CommKind::report);
       rep.stats.push_back(decode_report(r, report.payload, rep.sent, rep.received));
     }
+    // The reports themselves, as rank 0 received them (kind report: outside the protocol).
+    for (const auto& [key, bytes] : t.received())
+      if (key.kind == CommKind::report) rep.received[key] += bytes;
   } else {
     const std::vector<uint8_t> report = encode_report(mine, t.sent(), t.received());
+    LongerTimeout patience(t);
     t.send({t.rank(), 0, -1, {{CommKind::report, {}, report.size()}}}, report.data());
     rep.stats.push_back(mine);
   }
   return rep;
+}
+
+std::vector<std::string> byte_count_differences(const CascadeReport& rep) {
+  const std::vector<CommFlow> sent = protocol_flows(to_flows(rep.sent));
+  const std::vector<CommFlow> received = protocol_flows(to_flows(rep.received));
+  const int n_generated = std::max<int>(1, (int)rep.client.tokens.size());
+  const std::vector<CommFlow> predicted = flows_run(rep.schedule, n_generated, 4);
+  std::vector<std::string> out = flow_differences(sent, received, "sent", "received");
+  for (const std::string& d : flow_differences(sent, predicted, "sent", "predicted")) out.push_back(d);
+  return out;
 }
 
 }  // namespace cascade

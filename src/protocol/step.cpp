@@ -1,10 +1,8 @@
 #include "step.h"
 
-#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 namespace cascade {
 
@@ -28,11 +26,6 @@ void serve_steps(Transport& t, const Schedule& s, const std::function<void(const
                                std::to_string(c.command) + ", position " + std::to_string(c.position) + ")");
     run_step(Step::decode(c.position));
   }
-}
-
-void stall_if_asked(const FaultOptions& f, int rank, int layer) {
-  if (f.stall_rank == rank && f.stall_layer == layer)
-    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
 }  // namespace cascade

@@ -30,7 +30,4 @@ struct Step {
 // the client, until it says stop. Returns when stopped; throws on a malformed control message.
 void serve_steps(Transport& t, const Schedule& s, const std::function<void(const Step&)>& run_step);
 
-// Fault injection (tests): the party `f.stall_rank` stops answering at layer `f.stall_layer`.
-void stall_if_asked(const FaultOptions& f, int rank, int layer);
-
 }  // namespace cascade
