@@ -1,40 +1,54 @@
-// Weights of a llama-family model, dequantised to fp32 once at load.
-// Layout follows GGUF: a weight matrix W with ne = [in, out] is stored row-major as
-// (out, in), so a projection is y(n, out) = x(n, in) · Wᵀ.
+// Weights of a llama-family model, as fp32 tensors in a shared read-only store: by default the
+// node's weight cache file (weight_cache.h), which all ranks of a node mmap, so they hold one
+// copy between them. Layout follows GGUF: a weight matrix W with ne = [in, out] is stored
+// row-major as (out, in), so a projection is y(n, out) = x(n, in) · Wᵀ.
 // Q/K rows are in the order llama.cpp's converter writes them, which pairs RoPE dimensions
 // (2i, 2i+1) — so RoPE here is the "normal" (interleaved-pair) variant, not NeoX.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "cascade/model_config.h"
+#include "cascade/weight_cache.h"
 
 namespace cascade {
 
 class GgufFile;
 
+// Pointers into Model::weights.
 struct LayerWeights {
-  std::vector<float> attn_norm;  // (d)
-  std::vector<float> wqkv;       // (d_q + 2·d_kv, d): Wq, Wk, Wv stacked (one GEMM)
-  std::vector<float> wo;         // (d, d_q)
-  std::vector<float> ffn_norm;   // (d)
-  std::vector<float> w_gate_up;  // (2·d_ff, d): W_gate, W_up stacked (one GEMM)
-  std::vector<float> w_down;     // (d, d_ff)
+  const float* attn_norm = nullptr;  // (d)
+  const float* wqkv = nullptr;       // (d_q + 2·d_kv, d): Wq, Wk, Wv stacked (one GEMM)
+  const float* wo = nullptr;         // (d, d_q)
+  const float* ffn_norm = nullptr;   // (d)
+  const float* w_gate_up = nullptr;  // (2·d_ff, d): W_gate, W_up stacked (one GEMM)
+  const float* w_down = nullptr;     // (d, d_ff)
 };
 
 struct Model {
   ModelConfig cfg;
-  std::vector<float> tok_embd;   // (n_vocab, d)
+  const float* tok_embd = nullptr;  // (n_vocab, d)
   std::vector<LayerWeights> layers;
-  std::vector<float> out_norm;   // (d)
-  std::vector<float> output;     // (n_vocab, d); empty when tied to tok_embd
+  const float* out_norm = nullptr;  // (d)
+  const float* output = nullptr;    // (n_vocab, d); nullptr when tied to tok_embd
+  // Owns the memory every pointer above points into; copies of a Model share it.
+  std::shared_ptr<const WeightStore> weights;
 
-  const float* lm_head() const { return output.empty() ? tok_embd.data() : output.data(); }
+  const float* lm_head() const { return output ? output : tok_embd; }
 
-  // Loads and dequantises every tensor; checks every shape against the config.
-  static Model load(const GgufFile& gguf);
-  static Model load(const std::string& path);
+  // Loads the weights (through the weight cache unless opt says WeightSource::memory) after
+  // checking every tensor's shape against the config. `report`, if given, says what was done.
+  static Model load(const GgufFile& gguf, const WeightLoadOptions& opt = {},
+                    WeightLoadReport* report = nullptr);
+  static Model load(const std::string& path, const WeightLoadOptions& opt = {},
+                    WeightLoadReport* report = nullptr);
+
+  // The tensors of a store for `cfg`: token_embd, output_norm, output (unless tied), and per
+  // layer blk.<l>.{attn_norm, attn_qkv, attn_output, ffn_norm, ffn_gate_up, ffn_down}, where
+  // attn_qkv stacks attn_q, attn_k, attn_v and ffn_gate_up stacks ffn_gate, ffn_up.
+  static std::vector<WeightSpec> weight_specs(const ModelConfig& cfg);
 };
 
 // Default model location: data/models/ under the source tree (overridable with $CASCADE_MODEL).

@@ -1,62 +1,65 @@
 #include "cascade/model.h"
 
 #include <cstdlib>
-#include <stdexcept>
 
 #include "cascade/gguf.h"
 
 namespace cascade {
 namespace {
 
-// Dequantises `name` after checking that its shape is ne = {ne0, ne1} (ne1 = 1 for vectors).
-std::vector<float> load_tensor(const GgufFile& g, const std::string& name, uint64_t ne0,
-                               uint64_t ne1) {
-  const GgufTensorInfo& t = g.tensor(name);
-  const uint64_t got1 = t.ne.size() > 1 ? t.ne[1] : 1;
-  if (t.ne.empty() || t.ne[0] != ne0 || got1 != ne1 || t.n_elements != ne0 * ne1)
-    throw std::runtime_error(g.path() + ": tensor '" + name + "' has shape [" +
-                             std::to_string(t.ne.empty() ? 0 : t.ne[0]) + ", " +
-                             std::to_string(got1) + "], expected [" + std::to_string(ne0) +
-                             ", " + std::to_string(ne1) + "]");
-  return g.to_f32(t);
-}
-
-// Rows of several matrices with the same row length, one after the other.
-std::vector<float> stack(std::initializer_list<std::vector<float>> parts) {
-  std::vector<float> out;
-  for (const std::vector<float>& p : parts) out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
+std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
 
 }  // namespace
 
-Model Model::load(const GgufFile& g) {
+std::vector<WeightSpec> Model::weight_specs(const ModelConfig& c) {
+  // GGUF shapes are ne = [in, out] (ne[0] fastest); vectors are [d, 1].
+  const uint64_t d = c.d_model, dq = c.d_q(), dkv = c.d_kv(), ff = c.d_ff, nv = c.n_vocab;
+  std::vector<WeightSpec> s;
+  s.push_back({"token_embd", {{"token_embd.weight", d, nv}}});
+  s.push_back({"output_norm", {{"output_norm.weight", d, 1}}});
+  if (!c.tied_output) s.push_back({"output", {{"output.weight", d, nv}}});
+  for (int l = 0; l < c.n_layer; ++l) {
+    s.push_back({blk(l, "attn_norm"), {{blk(l, "attn_norm.weight"), d, 1}}});
+    s.push_back({blk(l, "attn_qkv"),
+                 {{blk(l, "attn_q.weight"), d, dq},
+                  {blk(l, "attn_k.weight"), d, dkv},
+                  {blk(l, "attn_v.weight"), d, dkv}}});
+    s.push_back({blk(l, "attn_output"), {{blk(l, "attn_output.weight"), dq, d}}});
+    s.push_back({blk(l, "ffn_norm"), {{blk(l, "ffn_norm.weight"), d, 1}}});
+    s.push_back({blk(l, "ffn_gate_up"),
+                 {{blk(l, "ffn_gate.weight"), d, ff}, {blk(l, "ffn_up.weight"), d, ff}}});
+    s.push_back({blk(l, "ffn_down"), {{blk(l, "ffn_down.weight"), ff, d}}});
+  }
+  return s;
+}
+
+Model Model::load(const GgufFile& g, const WeightLoadOptions& opt, WeightLoadReport* report) {
   Model m;
   m.cfg = ModelConfig::from_gguf(g);
   const ModelConfig& c = m.cfg;
-  m.tok_embd = load_tensor(g, "token_embd.weight", c.d_model, c.n_vocab);
-  m.out_norm = load_tensor(g, "output_norm.weight", c.d_model, 1);
-  if (!c.tied_output) m.output = load_tensor(g, "output.weight", c.d_model, c.n_vocab);
+  m.weights = load_weights(g, c, weight_specs(c), opt, report);
+  // Element counts from the shapes the kernels assume (independently of the specs).
+  const WeightStore& w = *m.weights;
+  const uint64_t d = c.d_model, dq = c.d_q(), dkv = c.d_kv(), ff = c.d_ff, nv = c.n_vocab;
+  m.tok_embd = w.tensor("token_embd", nv * d);
+  m.out_norm = w.tensor("output_norm", d);
+  if (!c.tied_output) m.output = w.tensor("output", nv * d);
   m.layers.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    LayerWeights& w = m.layers[l];
-    w.attn_norm = load_tensor(g, p + "attn_norm.weight", c.d_model, 1);
-    w.wqkv = stack({load_tensor(g, p + "attn_q.weight", c.d_model, c.d_q()),
-                    load_tensor(g, p + "attn_k.weight", c.d_model, c.d_kv()),
-                    load_tensor(g, p + "attn_v.weight", c.d_model, c.d_kv())});
-    w.wo = load_tensor(g, p + "attn_output.weight", c.d_q(), c.d_model);
-    w.ffn_norm = load_tensor(g, p + "ffn_norm.weight", c.d_model, 1);
-    w.w_gate_up = stack({load_tensor(g, p + "ffn_gate.weight", c.d_model, c.d_ff),
-                         load_tensor(g, p + "ffn_up.weight", c.d_model, c.d_ff)});
-    w.w_down = load_tensor(g, p + "ffn_down.weight", c.d_ff, c.d_model);
+    LayerWeights& lw = m.layers[l];
+    lw.attn_norm = w.tensor(blk(l, "attn_norm"), d);
+    lw.wqkv = w.tensor(blk(l, "attn_qkv"), (dq + 2 * dkv) * d);
+    lw.wo = w.tensor(blk(l, "attn_output"), d * dq);
+    lw.ffn_norm = w.tensor(blk(l, "ffn_norm"), d);
+    lw.w_gate_up = w.tensor(blk(l, "ffn_gate_up"), 2 * ff * d);
+    lw.w_down = w.tensor(blk(l, "ffn_down"), d * ff);
   }
   return m;
 }
 
-Model Model::load(const std::string& path) {
+Model Model::load(const std::string& path, const WeightLoadOptions& opt, WeightLoadReport* report) {
   GgufFile g(path);
-  return load(g);
+  return load(g, opt, report);
 }
 
 std::string default_model_path() {

@@ -1,0 +1,150 @@
+// The weight cache: a model's weights converted once into the layout the kernels read, kept in
+// a file that every process on a node mmaps read-only, so that the ranks of a node share one
+// copy through the page cache instead of holding one private copy each (DESIGN.md).
+//
+// Name and place. `<model basename>.<first 16 hex of the model's sha256>.<layout tag>.cache`,
+// e.g. SmolLM2-135M-Instruct.Q4_1.gguf.b179c9523d0e6a0f.f32.cache, in the first of
+//   $CASCADE_CACHE_DIR (when set, the only place tried), the model's own directory,
+//   $XDG_CACHE_HOME/cascade or else ~/.cache/cascade
+// that holds a valid cache or where one can be built. With none, the weights are loaded into
+// private memory (one warning line on stderr).
+//
+// File format, little-endian, version 1:
+//   0    char magic[8]         "CASCWGT" NUL
+//   8    u32  version          1
+//   12   u32  alignment        64: every tensor's offset is a multiple of it
+//   16   char layout[32]       how tensors are stored, NUL-padded: "f32 row-major v1"
+//   48   u8   model_sha256[32] of the GGUF file the weights come from
+//   80   u64  dims[9]          n_layer, d_model, n_head, n_head_kv, d_head, d_ff, n_vocab,
+//                              n_ctx, tied_output
+//   152  u64  file_size
+//   160  u64  n_tensors
+//   168  n_tensors × { char name[48], NUL-padded; u64 offset (from the file start);
+//                      u64 n_elements }
+//   ...  tensor data at the offsets, zero padding between
+// Everything is checked on open (magic, version, layout, digest, dims, file size, every table
+// entry against the file and the expected tensors); a file that fails is rebuilt.
+//
+// Concurrency: the α ranks of a node start together. One builds the file: it holds an
+// exclusive flock on `<cache>.lock` (the others poll it until a deadline, then fail with an
+// error naming the lock), checks again for a valid cache, writes `<cache>.tmp.<pid>`, fsyncs
+// and renames it into place. A crashed builder leaves a temporary file, which the next builder
+// removes; its lock dies with it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cascade/model_config.h"
+
+namespace cascade {
+
+class GgufFile;
+
+class WeightCacheError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// How tensors are stored. `descriptor` goes in the header and must match on open; `tag` goes
+// in the file name, so that caches of different layouts for one model live side by side.
+struct WeightLayout {
+  const char* tag;
+  const char* descriptor;
+};
+// fp32, row-major as GGUF stores it (ne[0] fastest); stacked tensors are their parts' rows one
+// after the other. Change the descriptor whenever what a cached tensor holds changes.
+inline constexpr WeightLayout kLayoutF32{"f32", "f32 row-major v1"};
+
+// One tensor of a store and how it is made: the rows of GGUF tensors, one after the other
+// (a single part for a plain tensor). Each part is checked to have shape ne = [ne0, ne1].
+struct WeightPart {
+  std::string gguf_name;
+  uint64_t ne0 = 0, ne1 = 1;
+};
+struct WeightSpec {
+  std::string name;  // at most 47 bytes
+  std::vector<WeightPart> parts;
+  uint64_t n_elements() const;
+};
+
+// A tensor's place in a store: byte offset from the start of the store, element count.
+struct WeightEntry {
+  std::string name;
+  uint64_t offset = 0;
+  uint64_t n_elements = 0;
+};
+
+// The weights of one model in one block of memory: a read-only shared mapping of a cache file,
+// or a private anonymous mapping. Unmapped when the last owner lets go.
+class WeightStore {
+ public:
+  ~WeightStore();
+  WeightStore(const WeightStore&) = delete;
+  WeightStore& operator=(const WeightStore&) = delete;
+
+  // The tensor `name`, which must hold n_elements floats; throws WeightCacheError otherwise.
+  const float* tensor(const std::string& name, uint64_t n_elements) const;
+  const std::vector<WeightEntry>& entries() const { return entries_; }
+  const std::string& path() const { return path_; }  // the cache file; "" for private memory
+  bool file_backed() const { return !path_.empty(); }
+  const uint8_t* data() const { return base_; }  // the whole mapping, header included
+  size_t size() const { return size_; }
+
+ private:
+  WeightStore(uint8_t* base, size_t size, std::string path, std::vector<WeightEntry> entries);
+  friend class WeightStoreMaker;
+
+  uint8_t* base_;
+  size_t size_;
+  std::string path_;
+  std::vector<WeightEntry> entries_;
+};
+
+enum class WeightSource {
+  cache,   // mmap the node's cache file, building it first where needed (the default)
+  memory,  // dequantise into this process's private memory; no file is read or written
+};
+
+struct WeightLoadOptions {
+  WeightSource source = WeightSource::cache;
+  std::string cache_dir;  // "" → the search order above; else only this directory
+  // Longest wait for another process's build, in seconds; 0 → $CASCADE_CACHE_LOCK_TIMEOUT, or 300.
+  double lock_timeout_s = 0;
+
+  WeightLoadOptions() = default;
+  // Implicit, so that a source alone reads naturally: Model::load(path, WeightSource::memory).
+  WeightLoadOptions(WeightSource s) : source(s) {}
+};
+
+// What a load did (for tests, benchmarks and reports).
+struct WeightLoadReport {
+  std::string cache_path;       // the file mapped; "" when in private memory
+  bool built = false;           // this call dequantised the model and wrote cache_path
+  std::string rebuilt_because;  // why an existing file at cache_path was replaced ("" if none was)
+  bool fell_back = false;       // WeightSource::cache, but no usable location: private memory
+  uint64_t bytes = 0;           // size of the store (the weights plus the header)
+  double hash_s = 0;            // hashing the model
+  double build_s = 0;           // dequantising and writing (0 when the cache was reused)
+  double total_s = 0;
+};
+
+// The tensors of `specs` from `gguf`, as `opt` says. Checks every part's shape first (errors
+// name the tensor). Prints one line on stderr when it builds a cache file (and why, when it
+// replaces one), and when it falls back to private memory.
+std::shared_ptr<const WeightStore> load_weights(const GgufFile& gguf, const ModelConfig& cfg,
+                                                const std::vector<WeightSpec>& specs,
+                                                const WeightLoadOptions& opt = {},
+                                                WeightLoadReport* report = nullptr);
+
+// `<basename of model_path>.<first 16 hex of the digest>.<layout tag>.cache`
+std::string weight_cache_file_name(const std::string& model_path, const std::string& sha256_hex,
+                                   const WeightLayout& layout = kLayoutF32);
+
+// The directories tried for `model_path`, in order (see the top of this file).
+std::vector<std::string> weight_cache_dirs(const std::string& model_path);
+
+}  // namespace cascade
