@@ -6,9 +6,11 @@ For each (α, β): `mpirun -np 1+α+β² cascade run --compare-reference --json 
 data/prompts/bench-128.txt (exactly 128 tokens, --raw), every rank single-threaded. Reports the
 CPU time spent inside compute sections summed over all parties ÷ the reference's CPU time for
 the same prefill (rank 0 reruns it after the Cascade run), plus wall time, waiting time, bytes
-and messages per layer. Medians over --repeats runs.
+and messages per layer (protocol bytes: message headers and reports excluded). Medians over
+--repeats runs.
 
     python3 bench/cascade_overhead.py [--configs 2,1 4,2 4,4 8,2] [--cluster 4] [--repeats 3]
+                                      [--openblas-coretype SkylakeX | --native-openblas]
 """
 import argparse
 import json
@@ -28,12 +30,16 @@ def main():
     ap.add_argument("--prompt-file", default=os.path.join(ROOT, "data", "prompts", "bench-128.txt"))
     ap.add_argument("--native-openblas", action="store_true",
                     help="unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (see BENCHMARKS.md)")
+    ap.add_argument("--openblas-coretype", help="set OPENBLAS_CORETYPE (e.g. SkylakeX; see BENCHMARKS.md)")
     a = ap.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_mpi_yield_when_idle="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     if a.native_openblas:
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
+    if a.openblas_coretype:
+        env["OPENBLAS_CORETYPE"] = a.openblas_coretype
+    print(f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')}", file=sys.stderr)
     rows = []
     for cfg in a.configs:
         alpha, beta = (int(x) for x in cfg.split(","))
@@ -48,7 +54,7 @@ def main():
             if p.returncode != 0:
                 sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
             j = json.loads(p.stdout[p.stdout.index("{"):])
-            assert j["bytes_match"] and j["reference"]["same_tokens"], j
+            assert j["bytes"]["sent_received_predicted_equal"] and j["reference"]["same_tokens"], j
             runs.append(j)
         med = lambda f: statistics.median(f(j) for j in runs)
         rows.append(dict(
@@ -60,7 +66,7 @@ def main():
             ref=med(lambda j: j["reference"]["compute_s"]),
             wall=med(lambda j: max(p["wall_s"] for p in j["parties"])),
             wait=med(lambda j: sum(p["wait_s"] for p in j["parties"])),
-            bytes=runs[0]["bytes_measured"], msgs=runs[0]["messages_per_layer"],
+            bytes=runs[0]["bytes"]["protocol"], msgs=runs[0]["messages_per_layer"],
             err=max(j["reference"]["max_rel_err"] for j in runs)))
         r = rows[-1]
         print(f"α={alpha} β={beta}: overhead {r['overhead']:.2f}x", file=sys.stderr, flush=True)
