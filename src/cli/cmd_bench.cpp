@@ -1,9 +1,16 @@
 // cascade bench generate: prefill and decode throughput of the single-process reference.
 // cascade bench gemm: GEMM throughput of one layer's weights by row count.
 // cascade bench load: one load of the weights (through the weight cache, or private).
+// cascade bench net: MPI ping-pong between two ranks; latency and bandwidth for the simulator.
+#include <mpi.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +20,7 @@
 #include "cascade/backend.h"
 #include "cascade/memory_stats.h"
 #include "cascade/reference.h"
+#include "cascade/sim.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "kernels/softmax.h"
@@ -173,6 +181,171 @@ void run_bench_load(const LoadOptions& o) {
   if (sink < 0) std::printf("\n");  // keeps the reads
 }
 
+
+// ---- bench net ----------------------------------------------------------------------------
+// MPI ping-pong between ranks 0 and 1 (nccl-tests style: warm-up, then a host timer around many
+// round trips on rank 0, no barrier inside the timed loop, the content checked afterwards).
+// Raw MPI_Send/MPI_Recv: this measures the MPI layer the transport runs on, not the transport.
+struct NetOptions {
+  uint64_t min_bytes = 8;
+  uint64_t max_bytes = 64ull << 20;
+  int factor = 2;
+  double seconds = 0.1;  // per timed loop
+  int repeats = 3;       // timed loops per size; the median is reported
+  bool json = false;
+};
+
+struct MpiInit {
+  MpiInit() { MPI_Init(nullptr, nullptr); }
+  ~MpiInit() { MPI_Finalize(); }
+};
+
+// What rank 0 tells rank 1 before each loop: bytes (0: stop), round trips, pattern seed.
+struct NetOrder {
+  int64_t bytes, iters, seed;
+};
+
+uint8_t pattern_byte(uint64_t i, int64_t seed) {
+  return (uint8_t)((i * 131u + (uint64_t)seed * 7u + (i >> 8) * 29u + 1u) & 0xff);
+}
+
+void fill_pattern(std::vector<uint8_t>& buf, uint64_t n, int64_t seed) {
+  for (uint64_t i = 0; i < n; ++i) buf[i] = pattern_byte(i, seed);
+}
+
+int64_t count_wrong(const std::vector<uint8_t>& buf, uint64_t n, int64_t seed) {
+  int64_t wrong = 0;
+  for (uint64_t i = 0; i < n; ++i) wrong += buf[i] != pattern_byte(i, seed);
+  return wrong;
+}
+
+// Rank 1: echoes every message back, checks the last one of each loop, reports the count.
+void net_echo(std::vector<uint8_t>& buf) {
+  for (;;) {
+    NetOrder o;
+    MPI_Recv(&o, 3, MPI_INT64_T, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (o.bytes == 0) return;
+    std::memset(buf.data(), 0, (size_t)o.bytes);
+    for (int64_t i = 0; i < o.iters; ++i) {
+      MPI_Recv(buf.data(), (int)o.bytes, MPI_BYTE, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Send(buf.data(), (int)o.bytes, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
+    }
+    const int64_t wrong = count_wrong(buf, (uint64_t)o.bytes, o.seed);
+    MPI_Send(&wrong, 1, MPI_INT64_T, 0, 2, MPI_COMM_WORLD);
+  }
+}
+
+// Rank 0: `iters` round trips of `bytes`; seconds of the loop, and the corrupted bytes seen by
+// either side (the echo, and rank 1's copy).
+double net_loop(std::vector<uint8_t>& out, std::vector<uint8_t>& in, int64_t bytes, int64_t iters,
+                int64_t seed, int64_t& wrong) {
+  const NetOrder o{bytes, iters, seed};
+  MPI_Send(&o, 3, MPI_INT64_T, 1, 0, MPI_COMM_WORLD);
+  fill_pattern(out, (uint64_t)bytes, seed);
+  std::memset(in.data(), 0, (size_t)bytes);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < iters; ++i) {
+    MPI_Send(out.data(), (int)bytes, MPI_BYTE, 1, 1, MPI_COMM_WORLD);
+    MPI_Recv(in.data(), (int)bytes, MPI_BYTE, 1, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  }
+  const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t remote = 0;
+  MPI_Recv(&remote, 1, MPI_INT64_T, 1, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  wrong += remote + count_wrong(in, (uint64_t)bytes, seed);
+  return t;
+}
+
+// Least squares fit of time = a + size / bw, weighted by 1/time² (relative errors: the small
+// sizes, which fix the latency, count as much as the large ones, which fix the bandwidth).
+void fit_latency_bandwidth(const std::vector<double>& size, const std::vector<double>& time,
+                           double& latency, double& bandwidth) {
+  double S = 0, Sx = 0, Sy = 0, Sxx = 0, Sxy = 0;
+  for (size_t i = 0; i < size.size(); ++i) {
+    const double w = 1.0 / (time[i] * time[i]);
+    S += w;
+    Sx += w * size[i];
+    Sy += w * time[i];
+    Sxx += w * size[i] * size[i];
+    Sxy += w * size[i] * time[i];
+  }
+  const double slope = (S * Sxy - Sx * Sy) / (S * Sxx - Sx * Sx);
+  latency = (Sy - slope * Sx) / S;
+  bandwidth = 1.0 / slope;
+}
+
+void run_bench_net(const NetOptions& o) {
+  if (o.factor != 2 && o.factor != 4) throw std::invalid_argument("bench net: --factor must be 2 or 4");
+  if (o.min_bytes < 1 || o.min_bytes > o.max_bytes || o.max_bytes > (uint64_t)std::numeric_limits<int>::max())
+    throw std::invalid_argument("bench net: need 1 ≤ --min-bytes ≤ --max-bytes < 2 GiB");
+  MpiInit mpi;
+  int rank = 0, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world != 2) {
+    if (rank != 0) {  // rank 0 says why, once
+      MPI_Finalize();
+      std::exit(1);
+    }
+    throw std::runtime_error("bench net needs exactly 2 MPI ranks (mpirun -np 2 cascade bench net), "
+                             "this job has " + std::to_string(world));
+  }
+  std::vector<uint8_t> out(o.max_bytes), in(o.max_bytes);
+  if (rank == 1) {
+    net_echo(in);
+    return;
+  }
+  char hosts[2][MPI_MAX_PROCESSOR_NAME] = {};
+  int len = 0;
+  MPI_Get_processor_name(hosts[0], &len);
+  std::vector<double> sizes, times;
+  nlohmann::json rows = nlohmann::json::array();
+  if (!o.json) {
+    std::printf("# bench net: MPI ping-pong between ranks 0 and 1 on %s; time = one way = round trip / 2,\n"
+                "# the median of %d timed loops of about %.2g s each after a warm-up; #wrong: corrupted bytes\n",
+                hosts[0], o.repeats, o.seconds);
+    std::printf("%14s %10s %12s %12s %8s\n", "size(B)", "count", "time(us)", "algbw(GB/s)", "#wrong");
+  }
+  int64_t seed = 1;
+  for (uint64_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.factor) {
+    int64_t wrong = 0;
+    // Warm-up: first touches and connection set-up (not timed), then an estimate of one round
+    // trip from a loop of at least 20 ms.
+    net_loop(out, in, (int64_t)bytes, 2, seed++, wrong);
+    int64_t n = 2;
+    double t = 0.0;
+    while ((t = net_loop(out, in, (int64_t)bytes, n, seed++, wrong)) < 0.02 && n < (1 << 20)) n *= 4;
+    const int64_t iters = std::clamp<int64_t>((int64_t)(o.seconds / (t / n)), 4, 1000000);
+    std::vector<double> one_way;
+    for (int r = 0; r < o.repeats; ++r)
+      one_way.push_back(net_loop(out, in, (int64_t)bytes, iters, seed++, wrong) / iters / 2.0);
+    const double tw = median(one_way);
+    sizes.push_back((double)bytes);
+    times.push_back(tw);
+    if (o.json)
+      rows.push_back({{"bytes", bytes}, {"count", iters}, {"time_us", tw * 1e6},
+                      {"algbw_GBps", bytes / tw / 1e9}, {"wrong", wrong}});
+    else
+      std::printf("%14llu %10lld %12.2f %12.3f %8lld\n", (unsigned long long)bytes, (long long)iters,
+                  tw * 1e6, bytes / tw / 1e9, (long long)wrong);
+    std::fflush(stdout);
+    if (bytes > o.max_bytes / o.factor) break;
+  }
+  const NetOrder stop{0, 0, 0};
+  MPI_Send(&stop, 3, MPI_INT64_T, 1, 0, MPI_COMM_WORLD);
+  double latency = 0.0, bandwidth = 0.0;
+  if (sizes.size() >= 2) fit_latency_bandwidth(sizes, times, latency, bandwidth);
+  const std::string spec = custom_net_spec(std::max(latency, 0.0), bandwidth);
+  if (o.json) {
+    nlohmann::json j = {{"host", hosts[0]}, {"sizes", rows}, {"latency_us", latency * 1e6},
+                        {"bandwidth_GBps", bandwidth / 1e9}, {"profile", spec}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("# fit time = latency + size / bandwidth (least squares weighted by 1/time²):\n");
+  std::printf("latency %.3f µs, bandwidth %.3f GB/s; as a profile: --net %s\n", latency * 1e6,
+              bandwidth / 1e9, spec.c_str());
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -207,6 +380,18 @@ void add_bench_command(CLI::App& app) {
   load->add_option("-t,--threads", lo->threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);
   load->add_flag("--json", lo->json, "Print JSON");
   load->callback([lo] { run_bench_load(*lo); });
+
+  auto no = std::make_shared<NetOptions>();
+  CLI::App* net = bench->add_subcommand(
+      "net", "MPI ping-pong latency and bandwidth between 2 ranks (mpirun -np 2 cascade bench net); "
+             "prints the fit as a --net profile for cascade simulate");
+  net->add_option("--min-bytes", no->min_bytes, "Smallest message")->capture_default_str();
+  net->add_option("--max-bytes", no->max_bytes, "Largest message")->capture_default_str();
+  net->add_option("--factor", no->factor, "Size step: 2 or 4")->capture_default_str();
+  net->add_option("--seconds", no->seconds, "Length of one timed loop")->capture_default_str()->check(CLI::Range(0.001, 60.0));
+  net->add_option("--repeats", no->repeats, "Timed loops per size (median)")->capture_default_str()->check(CLI::Range(1, 100));
+  net->add_flag("--json", no->json, "Print JSON");
+  net->callback([no] { run_bench_net(*no); });
 }
 
 }  // namespace cascade::cli

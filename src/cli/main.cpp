@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   cascade::cli::add_run_command(app);
   cascade::cli::add_plan_command(app);
   cascade::cli::add_comm_model_command(app);
+  cascade::cli::add_simulate_command(app);
   cascade::cli::add_bench_command(app);
   cascade::cli::add_tokenize_command(app);
   try {
