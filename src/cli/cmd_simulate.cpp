@@ -49,7 +49,7 @@ std::vector<std::string> split_profiles(const std::string& s) {
 void list_profiles() {
   std::printf("network profiles (--net):\n");
   for (const NetProfile& p : builtin_net_profiles())
-    std::printf("  %-10s latency %10.4g µs   bandwidth %8.4g GB/s\n", p.name.c_str(),
+    std::printf("  %-10s latency %10.6g µs   bandwidth %8.4g GB/s\n", p.name.c_str(),
                 p.latency_s * 1e6, p.bandwidth_Bps / 1e9);
   std::printf("  custom:LAT_US,GBPS\n");
   std::printf("device profiles (--device):\n");
