@@ -175,10 +175,13 @@ class TraceRecorder {
   void begin(SpanKind kind, int layer);
   void end(SpanCost cost = {});
 
-  // A message, from the transport (see Transport::set_trace_hook): `arrived` parts and payload
-  // are recorded as views when enabled and the message was received.
+  // Index the open span will have in RankTrace::spans (−1 when none is open).
+  int64_t current_span() const { return is_open_ ? open_index_ : -1; }
+
+  // A completed message, from the transport (Transport::set_trace), inside its wait span: as
+  // sent, or as it arrived (parts and payload in arrived order: recorded as views when enabled).
   void message(const Message& msg, bool outgoing, uint64_t wire_bytes, int channel,
-               std::chrono::steady_clock::time_point posted,
+               std::chrono::steady_clock::time_point posted, int64_t post_span,
                std::chrono::steady_clock::time_point completed, const uint8_t* payload);
 
   // Closes the timeline (a last `other` span up to now) and copies the rank's totals in.
@@ -195,7 +198,9 @@ class TraceRecorder {
   int step_ = 0;
   std::chrono::steady_clock::time_point t0_;
   double last_end_ = 0.0;  // end of the last span, where `other` starts
+  double cpu_last_ = 0.0;  // thread CPU time then
   Span open_;
+  int64_t open_index_ = -1;
   bool is_open_ = false;
   std::map<std::tuple<int, int, int, int>, uint64_t> seq_;  // (direction, peer, layer, channel)
 };
