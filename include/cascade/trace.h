@@ -27,7 +27,9 @@
 //                          model_shape (int[6]: n_layer, d_model, n_head, n_head_kv, d_head,
 //                          n_vocab), d_ff, n_prompt, n_generated, alpha, beta, c, delta, seed,
 //                          strategy, attn_sharding, lm_head, rho, backend ("cpu"), transport
-//                          ("mpi"), wire_precision ("fp32"), world_size, hosts (string[world])
+//                          ("mpi"), wire_precision ("fp32"), world_size, hosts (string[world]),
+//                          bytes_sent, bytes_received, bytes_predicted (the whole run's protocol
+//                          and header bytes, counted at both ends and by the model)
 //   /schedule/comp         int32[n_positions]   CompNode of each position
 //   /schedule/att          int32[n_positions]   attention shard of each position
 //   /schedule/parties      compound[world − 1]  rank, kind (1 comp, 2 attn), k, a, b, observed,
@@ -141,6 +143,9 @@ struct TraceMeta {
   int rho = 0;
   std::string backend = "cpu", transport = "mpi", wire_precision = "fp32";
   int world_size = 0;
+  // Bytes of the whole run (protocol + message headers; reports and traces left out): counted
+  // by the senders, by the receivers, and predicted by the communication model.
+  uint64_t bytes_sent = 0, bytes_received = 0, bytes_predicted = 0;
   std::vector<std::string> hosts;  // per rank
 };
 

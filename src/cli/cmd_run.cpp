@@ -194,6 +194,9 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
   m.rho = o.rho;
   m.world_size = (int)rep.traces.size();
   for (const RankTrace& r : rep.traces) m.hosts.push_back(r.host);
+  for (const CommFlow& f : protocol_flows(to_flows(rep.sent))) m.bytes_sent += f.bytes;
+  for (const CommFlow& f : protocol_flows(to_flows(rep.received))) m.bytes_received += f.bytes;
+  for (const CommFlow& f : flows_run(rep.schedule, std::max(1, m.n_generated), 4)) m.bytes_predicted += f.bytes;
   tr.schedule = rep.schedule;
   tr.ranks = std::move(rep.traces);
   write_trace(o.trace, tr);

@@ -214,6 +214,9 @@ void write_meta(const File& f, const Trace& t) {
   attr(f, g, "wire_precision", m.wire_precision);
   attr(f, g, "world_size", (int64_t)m.world_size);
   attr(f, g, "hosts", m.hosts);
+  attr(f, g, "bytes_sent", (int64_t)m.bytes_sent);
+  attr(f, g, "bytes_received", (int64_t)m.bytes_received);
+  attr(f, g, "bytes_predicted", (int64_t)m.bytes_predicted);
 }
 
 void write_schedule(const File& f, const Trace& t) {
@@ -409,6 +412,9 @@ Trace read_trace(const std::string& path) {
     m.wire_precision = attr_string(f, g, "wire_precision");
     m.world_size = (int)attr_int(f, g, "world_size");
     m.hosts = attr_strings(f, g, "hosts");
+    m.bytes_sent = (uint64_t)attr_int(f, g, "bytes_sent");
+    m.bytes_received = (uint64_t)attr_int(f, g, "bytes_received");
+    m.bytes_predicted = (uint64_t)attr_int(f, g, "bytes_predicted");
     Schedule& s = t.schedule;
     const auto shape = attr_ints(f, g, "model_shape");
     if (shape.size() != 6) f.fail("model_shape has " + std::to_string(shape.size()) + " entries, expected 6");

@@ -64,6 +64,10 @@ class TraceFile(unittest.TestCase):
         self.assertIn("--trace", m["command_line"])
         self.assertRegex(m["start_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertEqual(len(m["model_sha256"]), 64)
+        # The run's bytes at both ends and predicted: what the run printed.
+        self.assertEqual(m["bytes_sent"], j["bytes"]["protocol"] + j["bytes"]["headers"])
+        self.assertEqual(m["bytes_received"], m["bytes_sent"])
+        self.assertEqual(m["bytes_predicted"], m["bytes_sent"])
 
     def test_schedule_and_exposure(self):
         s = self.h5["schedule"]
