@@ -120,6 +120,18 @@ TEST(Sim, ChainCriticalPathByKind) {
   EXPECT_NEAR(cp.total_s(), 2.25 + kL + kX, 1e-12);
 }
 
+TEST(Sim, BlockedWaitResumesAWakeUpAfterTheArrival) {
+  // The chain with a wake-up W = 0.125 s: B resumes W after the arrival; on the critical path W
+  // is the receiver's, not the network's.
+  const SimResult r = simulate(chain().t, kNet, kMeasured, SimOptions{0.125});
+  EXPECT_NEAR(r.wall_s, 1.25 + kL + kX + 0.125 + 1.0, 1e-12);
+  EXPECT_NEAR(r.ranks[1].idle_s, 1.25 + kL + kX + 0.125, 1e-12);
+  EXPECT_NEAR(r.critical.wake_s, 0.125, 1e-12);
+  EXPECT_NEAR(r.critical.network_s(), kL + kX, 1e-12);
+  EXPECT_DOUBLE_EQ(r.wake_s, 0.125);
+  expect_path_adds_up(r);
+}
+
 TEST(Sim, WaitAfterArrivalTakesNoTime) {
   // B computes 5 s before it waits: the message is long there, the wait lasts 0 s, and the
   // critical path stays on B.
@@ -137,6 +149,15 @@ TEST(Sim, WaitAfterArrivalTakesNoTime) {
   EXPECT_NEAR(r.critical.kind_s[(int)SpanKind::attention], 5.0, 1e-12);
   EXPECT_NEAR(r.critical.network_s(), 0.0, 1e-12);
   expect_path_adds_up(r);
+}
+
+TEST(Sim, WaitThatDoesNotBlockHasNoWakeUp) {
+  TraceBuilder b(2);
+  const int64_t send = b.span(0, SpanKind::send, 0.0);
+  b.span(1, SpanKind::attention, 5.0);
+  const int64_t wait = b.span(1, SpanKind::wait, 0.1);
+  b.message(0, send, 1, wait, kW);
+  EXPECT_NEAR(simulate(b.t, kNet, kMeasured, SimOptions{0.125}).wall_s, 5.0, 1e-12);
 }
 
 TEST(Sim, FanInSerialisesOnTheReceiversIngress) {
@@ -309,6 +330,63 @@ TEST(Sim, GapsInTheTraceCountAsOther) {
   EXPECT_NEAR(r.wall_s, 2.0, 1e-12);
   EXPECT_NEAR(r.ranks[0].busy_s[(int)SpanKind::other], 0.5, 1e-12);
   expect_path_adds_up(r);
+}
+
+// A ping-pong in true time (ms), `rounds` times: rank 0 computes 5, posts m1 and waits; rank 1
+// has m1 at 5 + L + x + W (W = 0.5), computes 1, posts m2, which rank 0 has 11 after the round
+// began. Rank 1's clock started 0.7 later than rank 0's (the barrier's release reached it later).
+TraceBuilder ping_pong(int rounds) {
+  const double ms = 1e-3, offset = 0.7 * ms;
+  TraceBuilder b(2);
+  b.span(1, SpanKind::other, 0.0);
+  for (int k = 0; k < rounds; ++k) {
+    const double t = 11 * ms * k;  // the round's start, true time
+    b.span(0, SpanKind::prepass, 5 * ms);
+    const int64_t s1 = b.span(0, SpanKind::send, 0.0);
+    const int64_t w0 = b.span(0, SpanKind::wait, 6 * ms);
+    const double w1_start = b.t.ranks[1].spans.back().t_end;  // rank 1's clock
+    const int64_t w1 = b.span(1, SpanKind::wait, t + 7.5 * ms - offset - w1_start);
+    b.span(1, SpanKind::attention, 1 * ms);
+    const int64_t s2 = b.span(1, SpanKind::send, 0.0);
+    b.message(0, s1, 1, w1, kW);
+    b.t.ranks[1].messages.back().t_complete = t + 7.5 * ms - offset;
+    b.message(1, s2, 0, w0, kW);
+    b.t.ranks[0].messages.back().t_complete = t + 11 * ms;
+  }
+  return b;
+}
+
+TEST(SimWake, EstimatedFromBothDirectionsDespiteClockOffsets) {
+  const TraceBuilder b = ping_pong(3);
+  const WakeEstimate w = estimate_wake(b.t, kNet);
+  EXPECT_EQ(w.samples, 6u);
+  EXPECT_NEAR(w.mean_s, 0.5e-3, 1e-12);
+  EXPECT_NEAR(w.median_s, 0.5e-3, 1e-12);
+  EXPECT_NEAR(w.p90_s, 0.5e-3, 1e-12);  // every sample, once the clocks are aligned
+  // Replayed with it on the network it ran on, the run takes what it took.
+  const SimResult r = simulate(b.t, kNet, kMeasured, SimOptions{w.mean_s});
+  EXPECT_NEAR(r.wall_s, 33e-3, 1e-12);
+  EXPECT_NEAR(r.measured_wall_s, 33e-3, 1e-12);
+  EXPECT_NEAR(simulate(b.t, kNet, kMeasured).wall_s, 33e-3 - 6 * 0.5e-3, 1e-12);  // W = 0
+}
+
+TEST(SimWake, ReceiverNotYetWaitingAndOneWayPairsGiveNoSample) {
+  // Rank 2 only receives (one way: its clock cannot be aligned); rank 1 gets a second message
+  // long before it waits for it.
+  TraceBuilder b = ping_pong(3);
+  b.t.ranks.push_back(RankTrace{});
+  b.t.ranks[2].rank = 2;
+  const int64_t w2 = b.span(2, SpanKind::wait, 3e-3);
+  const int64_t s3 = b.span(0, SpanKind::send, 0.0);
+  b.message(0, s3, 2, w2, kW);
+  b.span(1, SpanKind::attention, 50e-3);
+  const int64_t w3 = b.span(1, SpanKind::wait, 0.0);
+  b.message(0, s3, 1, w3, kW);
+  b.t.ranks[1].messages.back().t_complete = b.t.ranks[1].spans[w3].t_end;
+  const WakeEstimate w = estimate_wake(b.t, kNet);
+  EXPECT_EQ(w.samples, 6u);
+  EXPECT_NEAR(w.mean_s, 0.5e-3, 1e-12);
+  EXPECT_EQ(estimate_wake(chain().t, kNet).samples, 0u);  // one way only
 }
 
 std::string sim_error(const Trace& t) {

@@ -11,10 +11,16 @@
 //   under cpu-thread every non-wait span takes its thread CPU time (cpu_s), which removes the
 //   time slices other ranks got when parties outnumbered cores (right for single-threaded
 //   ranks only). A `wait` span lasts until every message this rank received with
-//   complete_span == that span has arrived (0 s if all arrived before it began). Sends that
-//   complete in a wait never block it: the rank has handed the bytes to its NIC, which
-//   delivers them on its own; what the wait costs beyond arrivals (polling, decoding the
-//   header, the audit, copying the payload out) is not modelled.
+//   complete_span == that span has arrived, plus the wake-up W if it blocked (0 s if all
+//   arrived before it began). Sends that complete in a wait never block it: the rank has handed
+//   the bytes to its NIC, which delivers them on its own.
+//   Wake-up. W (SimOptions::wake_s) is the time from the last arrival a blocked wait needs to
+//   the moment its rank runs again: the transport polls with short sleeps (sleep_for(20 µs)
+//   takes ~75 µs on Linux, timer slack included), then decodes and audits the message, and a
+//   busy host's scheduler adds its latency. It belongs to the receiving host's software, not to
+//   the network, so it is the same under every network profile; estimate_wake() measures it in
+//   a trace, `cascade simulate` uses that estimate unless told --wake-us. W = 0 is an ideal
+//   receiver.
 //   Messages. A message sent by rank s (direction 0) departs at the simulated end of the span it
 //   was posted in (post_span). It is paired with its receive on the destination by
 //   (src, dst, layer, channel, seq); an unpaired message is an error.
@@ -36,8 +42,8 @@
 // seconds by span kind, idle (waiting) seconds and end, and the critical path: from the rank
 // that ends last, back through its spans; at a wait that ended on an arrival the path follows
 // the message that arrived last back to the span its sender posted it in (network time:
-// latency, transfer and queueing), and so on to time 0. Its parts add up to the predicted
-// wall time.
+// latency, transfer and queueing, and the receiver's wake-up), and so on to time 0. Its parts
+// add up to the predicted wall time.
 #pragma once
 
 #include <array>
@@ -110,6 +116,7 @@ struct CriticalPath {
   int end_rank = 0;              // the rank that ends last, where the walk starts
   std::array<double, kNumSpanKinds> kind_s{};  // seconds of each span kind on the path
   double latency_s = 0.0, transfer_s = 0.0, queue_s = 0.0;  // the network on the path
+  double wake_s = 0.0;           // receivers' wake-ups on the path
   int messages = 0;              // messages the path goes through
   double network_s() const { return latency_s + transfer_s + queue_s; }
   double total_s() const;        // = SimResult::wall_s
@@ -118,6 +125,7 @@ struct CriticalPath {
 struct SimResult {
   NetProfile net;
   DeviceProfile device;
+  double wake_s = 0.0;           // the wake-up W used
   double wall_s = 0.0;           // predicted: the end of the rank that ends last
   double measured_wall_s = 0.0;  // the trace's: the latest end of any rank's last span
   std::vector<SimStep> steps;    // by step, 0..last
@@ -141,14 +149,35 @@ class SimError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+struct SimOptions {
+  double wake_s = 0.0;  // W: a blocked wait resumes W after its last arrival
+};
+
 // Replays `trace` (see the model above). Throws SimError on an inconsistent trace: a span
 // index out of range, a message completing outside a wait span, a send without its receive or
 // a receive without its send, a wait for a message that never comes.
-SimResult simulate(const Trace& trace, const NetProfile& net, const DeviceProfile& device);
+SimResult simulate(const Trace& trace, const NetProfile& net, const DeviceProfile& device,
+                   const SimOptions& options = {});
+
+// The receivers' wake-up measured in a trace. For a message received by a rank that was
+// already waiting for it, delay = (its completion on the receiver) − (the end of the span its
+// sender posted it in) − (L + w/B of `recorded_on`, the network the trace ran on). Ranks' clocks
+// start at the release of the start barrier, which each rank sees at its own time, so per pair
+// of ranks the offset between their clocks is taken from the messages both ways (half the
+// difference of the two directions' median delays: it assumes the median is the same both
+// ways). Pairs with messages one way only are left out.
+struct WakeEstimate {
+  double mean_s = 0.0;    // over the samples: what the simulation uses
+  double median_s = 0.0;
+  double p90_s = 0.0;
+  uint64_t samples = 0;   // 0: no estimate (mean_s = 0)
+};
+WakeEstimate estimate_wake(const Trace& trace, const NetProfile& recorded_on);
 
 // Text report (the profiles, prefill / decode / whole run predicted beside measured, the
 // per-party table and the critical path by kind) and its JSON form, for `cascade simulate`.
 std::string sim_report_text(const SimResult& r);
-std::string sim_report_json(const std::vector<SimResult>& results, const std::string& trace_path);
+std::string sim_report_json(const std::vector<SimResult>& results, const std::string& trace_path,
+                            const WakeEstimate& wake_measured = {});
 
 }  // namespace cascade

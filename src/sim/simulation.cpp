@@ -16,15 +16,13 @@
 #include <vector>
 
 #include "cascade/sim.h"
+#include "pairing.h"
 
 namespace cascade {
 namespace {
 
 struct Msg {
-  int src = 0, dst = 0, layer = 0, channel = 0;
-  uint64_t seq = 0;
-  int64_t send_span = -1;  // on src: the message departs at this span's end
-  int64_t wait_span = -1;  // on dst: the wait that needs it
+  sim_detail::PairedMessage p;
   double bytes = 0.0;
   double depart = 0.0, start = 0.0, end = 0.0, arrive = 0.0;
   bool arrived = false;
@@ -54,20 +52,39 @@ struct Event {
 
 class Simulation {
  public:
-  Simulation(const Trace& trace, const NetProfile& net, const DeviceProfile& device)
-      : tr_(trace), net_(net), dev_(device), n_(trace.ranks.size()), st_(n_) {
+  Simulation(const Trace& trace, const NetProfile& net, const DeviceProfile& device,
+             const SimOptions& opt)
+      : tr_(trace), net_(net), dev_(device), opt_(opt), n_(trace.ranks.size()), st_(n_) {
     if (!(net.bandwidth_Bps > 0.0) || !(net.latency_s >= 0.0))
       throw SimError("network profile '" + net.name + "' needs a bandwidth > 0 and a latency ≥ 0");
     if (device.mode == DeviceProfile::Mode::roofline &&
         !(device.peak_flops > 0.0 && device.mem_bw_Bps > 0.0))
       throw SimError("device profile '" + device.name + "' needs a peak and a bandwidth > 0");
-    for (size_t r = 0; r < n_; ++r) {
-      if (tr_.ranks[r].rank != (int)r)
-        throw SimError("trace: ranks[" + std::to_string(r) + "] says it is rank " +
-                       std::to_string(tr_.ranks[r].rank));
-      check_spans((int)r);
+    if (!(opt.wake_s >= 0.0)) throw SimError("the wake-up time must be ≥ 0");
+    for (const sim_detail::PairedMessage& p : sim_detail::pair_messages(trace)) {
+      Msg m;
+      m.p = p;
+      m.bytes = (double)p.wire_bytes;
+      msgs_.push_back(m);
     }
-    pair_messages();
+    for (size_t r = 0; r < n_; ++r) {
+      const size_t n = tr_.ranks[r].spans.size();
+      RankState& st = st_[r];
+      st.gap.assign(n, 0.0);
+      st.start.assign(n, 0.0);
+      st.end.assign(n, 0.0);
+      st.sends.assign(n, {});
+      st.waits.assign(n, {});
+      st.bound_by.assign(n, -1);
+      for (size_t i = 0; i < n; ++i)
+        st.gap[i] = std::max(0.0, tr_.ranks[r].spans[i].t_start - (i ? tr_.ranks[r].spans[i - 1].t_end : 0.0));
+    }
+    for (size_t id = 0; id < msgs_.size(); ++id) {
+      st_[msgs_[id].p.src].sends[msgs_[id].p.send_span].push_back((int)id);
+      st_[msgs_[id].p.dst].waits[msgs_[id].p.wait_span].push_back((int)id);
+    }
+    egress_busy_.assign(n_, false);
+    ingress_busy_.assign(n_, false);
   }
 
   SimResult run() {
@@ -81,14 +98,14 @@ class Simulation {
           ready_.insert({m.depart, ev.msg});
           break;
         case kTransferEnd:
-          egress_busy_[m.src] = false;
-          ingress_busy_[m.dst] = false;
+          egress_busy_[m.p.src] = false;
+          ingress_busy_[m.p.dst] = false;
           events_.push({m.arrive, kArrive, ev.msg});
           break;
         case kArrive: {
           m.arrived = true;
-          RankState& s = st_[m.dst];
-          if (s.blocked && (int64_t)s.cursor == m.wait_span) advance(m.dst);
+          RankState& s = st_[m.p.dst];
+          if (s.blocked && (int64_t)s.cursor == m.p.wait_span) advance(m.p.dst);
           break;
         }
       }
@@ -100,107 +117,9 @@ class Simulation {
   }
 
  private:
-  std::string name(int r) const {
-    const std::string& p = tr_.ranks[r].party;
-    return "rank " + std::to_string(r) + (p.empty() ? "" : " (" + p + ")");
-  }
-
-  std::string span_str(int r, int64_t i) const {
-    const Span& s = tr_.ranks[r].spans[i];
-    return "span " + std::to_string(i) + " (" + span_kind_name(s.kind) + ", step " +
-           std::to_string(s.step) + (s.layer >= 0 ? ", layer " + std::to_string(s.layer) : "") + ")";
-  }
-
-  std::string msg_str(const Msg& m) const {
-    return "the message " + name(m.src) + " → " + name(m.dst) +
-           (m.layer >= 0 ? " at layer " + std::to_string(m.layer) : " outside the layers") +
-           " on channel " + comm_kind_name(static_cast<CommKind>(m.channel)) + " (seq " +
-           std::to_string(m.seq) + ")";
-  }
-
-  void check_spans(int r) {
-    const std::vector<Span>& spans = tr_.ranks[r].spans;
-    for (size_t i = 0; i < spans.size(); ++i) {
-      const Span& s = spans[i];
-      if ((int)s.kind < 0 || (int)s.kind >= kNumSpanKinds)
-        throw SimError("trace: " + name(r) + " span " + std::to_string(i) + " has kind " +
-                       std::to_string((int)s.kind) + ", not a SpanKind");
-      if (!(s.t_end >= s.t_start) || !std::isfinite(s.t_start) || !std::isfinite(s.t_end))
-        throw SimError("trace: " + name(r) + " " + span_str(r, i) + " ends before it starts");
-      if (i > 0 && s.t_start < spans[i - 1].t_end - 1e-9)
-        throw SimError("trace: " + name(r) + " " + span_str(r, i) + " starts before " +
-                       span_str(r, i - 1) + " ends: spans must be contiguous, in program order");
-    }
-    RankState& st = st_[r];
-    st.gap.assign(spans.size(), 0.0);
-    st.start.assign(spans.size(), 0.0);
-    st.end.assign(spans.size(), 0.0);
-    st.sends.assign(spans.size(), {});
-    st.waits.assign(spans.size(), {});
-    st.bound_by.assign(spans.size(), -1);
-    for (size_t i = 0; i < spans.size(); ++i)
-      st.gap[i] = std::max(0.0, spans[i].t_start - (i ? spans[i - 1].t_end : 0.0));
-  }
-
-  // Pairs every send with its receive by (src, dst, layer, channel, seq).
-  void pair_messages() {
-    using Key = std::tuple<int, int, uint64_t, int, int>;  // src, dst, seq, layer, channel
-    std::map<Key, std::pair<const MessageEvent*, const MessageEvent*>> pairs;
-    for (size_t r = 0; r < n_; ++r) {
-      const std::vector<Span>& spans = tr_.ranks[r].spans;
-      for (const MessageEvent& e : tr_.ranks[r].messages) {
-        if (e.peer < 0 || e.peer >= (int)n_ || e.peer == (int)r)
-          throw SimError("trace: " + name((int)r) + " has a message with peer " +
-                         std::to_string(e.peer) + " (world size " + std::to_string(n_) + ")");
-        if (e.direction != 0 && e.direction != 1)
-          throw SimError("trace: " + name((int)r) + " has a message with direction " +
-                         std::to_string(e.direction));
-        const bool sent = e.direction == 0;
-        const Key key = sent ? Key{(int)r, e.peer, e.seq, e.layer, e.channel}
-                             : Key{e.peer, (int)r, e.seq, e.layer, e.channel};
-        auto& slot = sent ? pairs[key].first : pairs[key].second;
-        if (slot)
-          throw SimError("trace: " + name((int)r) + " has two " + (sent ? "sends" : "receives") +
-                         " with the same (src, dst, layer, channel, seq) = (" +
-                         std::to_string(std::get<0>(key)) + ", " + std::to_string(std::get<1>(key)) +
-                         ", " + std::to_string(e.layer) + ", " + std::to_string(e.channel) + ", " +
-                         std::to_string(e.seq) + ")");
-        const int64_t span = sent ? e.post_span : e.complete_span;
-        if (span < 0 || span >= (int64_t)spans.size())
-          throw SimError("trace: " + name((int)r) + ": a " + (sent ? "sent" : "received") +
-                         " message's " + (sent ? "post_span " : "complete_span ") +
-                         std::to_string(span) + " is outside its " + std::to_string(spans.size()) +
-                         " spans");
-        if (!sent && spans[span].kind != SpanKind::wait)
-          throw SimError("trace: " + name((int)r) + ": a message from rank " +
-                         std::to_string(e.peer) + " completes in " + span_str((int)r, span) +
-                         ", not in a wait span");
-        slot = &e;
-      }
-    }
-    for (const auto& [key, pr] : pairs) {
-      Msg m;
-      std::tie(m.src, m.dst, m.seq, m.layer, m.channel) = key;
-      if (!pr.first || !pr.second) {
-        throw SimError("trace: unpaired message: " + msg_str(m) + (pr.first ? " was sent but never received"
-                                                                           : " was received but never sent") +
-                       (tr_.meta.complete ? "" : " (the trace is incomplete: the run ended early)"));
-      }
-      if (pr.first->wire_bytes != pr.second->wire_bytes)
-        throw SimError("trace: " + msg_str(m) + " was sent with " +
-                       std::to_string(pr.first->wire_bytes) + " wire bytes but received with " +
-                       std::to_string(pr.second->wire_bytes));
-      m.send_span = pr.first->post_span;
-      m.wait_span = pr.second->complete_span;
-      m.bytes = (double)pr.first->wire_bytes;
-      const int id = (int)msgs_.size();
-      msgs_.push_back(m);
-      st_[m.src].sends[m.send_span].push_back(id);
-      st_[m.dst].waits[m.wait_span].push_back(id);
-    }
-    egress_busy_.assign(n_, false);
-    ingress_busy_.assign(n_, false);
-  }
+  std::string name(int r) const { return sim_detail::rank_name(tr_, r); }
+  std::string span_str(int r, int64_t i) const { return sim_detail::span_name(tr_, r, i); }
+  std::string msg_str(const Msg& m) const { return sim_detail::message_name(tr_, m.p); }
 
   // Runs rank r from its cursor until a wait that lacks a message, or to its end.
   void advance(int r) {
@@ -227,6 +146,8 @@ class Simulation {
             s.bound_by[i] = id;
           }
         }
+        // A wait that blocked resumes a wake-up after its last arrival.
+        if (s.bound_by[i] >= 0) end += opt_.wake_s;
       } else {
         end += span_seconds(spans[i], dev_);
       }
@@ -246,11 +167,11 @@ class Simulation {
   void start_transfers(double now) {
     for (auto it = ready_.begin(); it != ready_.end();) {
       Msg& m = msgs_[it->second];
-      if (egress_busy_[m.src] || ingress_busy_[m.dst]) {
+      if (egress_busy_[m.p.src] || ingress_busy_[m.p.dst]) {
         ++it;
         continue;
       }
-      egress_busy_[m.src] = ingress_busy_[m.dst] = true;
+      egress_busy_[m.p.src] = ingress_busy_[m.p.dst] = true;
       m.start = now;
       m.end = now + m.bytes / net_.bandwidth_Bps;
       m.arrive = m.end + net_.latency_s;
@@ -265,11 +186,11 @@ class Simulation {
     for (int id : s.waits[s.cursor]) {
       const Msg& m = msgs_[id];
       if (m.arrived) continue;
-      const RankState& snd = st_[m.src];
-      why = msg_str(m) + ", which " + name(m.src) + " posts in " + span_str(m.src, m.send_span) +
-            ", never comes: " + name(m.src) +
+      const RankState& snd = st_[m.p.src];
+      why = msg_str(m) + ", which " + name(m.p.src) + " posts in " + span_str(m.p.src, m.p.send_span) +
+            ", never comes: " + name(m.p.src) +
             (snd.done ? " finished without reaching it"
-                      : " is itself stuck in " + span_str(m.src, (int64_t)snd.cursor));
+                      : " is itself stuck in " + span_str(m.p.src, (int64_t)snd.cursor));
       break;
     }
     return SimError("trace: " + name(r) + " waits forever in " + span_str(r, (int64_t)s.cursor) +
@@ -280,6 +201,7 @@ class Simulation {
     SimResult res;
     res.net = net_;
     res.device = dev_;
+    res.wake_s = opt_.wake_s;
     res.messages = msgs_.size();
     for (const Msg& m : msgs_) res.network_busy_s += m.end - m.start;
     for (size_t r = 0; r < n_; ++r) {
@@ -346,9 +268,10 @@ class Simulation {
       cp.queue_s += m.start - m.depart;
       cp.transfer_s += m.end - m.start;
       cp.latency_s += m.arrive - m.end;
+      cp.wake_s += opt_.wake_s;
       ++cp.messages;
-      r = m.src;
-      i = m.send_span;
+      r = m.p.src;
+      i = m.p.send_span;
     }
     return cp;
   }
@@ -356,6 +279,7 @@ class Simulation {
   const Trace& tr_;
   NetProfile net_;
   DeviceProfile dev_;
+  SimOptions opt_;
   size_t n_;
   std::vector<RankState> st_;
   std::vector<Msg> msgs_;
@@ -373,7 +297,7 @@ double sum(const std::array<double, kNumSpanKinds>& a) {
 }  // namespace
 
 double SimRank::busy_total() const { return sum(busy_s); }
-double CriticalPath::total_s() const { return sum(kind_s) + network_s(); }
+double CriticalPath::total_s() const { return sum(kind_s) + network_s() + wake_s; }
 
 double SimResult::prefill_s() const {
   for (const SimStep& s : steps)
@@ -403,8 +327,9 @@ int SimResult::decode_steps() const {
   return n;
 }
 
-SimResult simulate(const Trace& trace, const NetProfile& net, const DeviceProfile& device) {
-  return Simulation(trace, net, device).run();
+SimResult simulate(const Trace& trace, const NetProfile& net, const DeviceProfile& device,
+                   const SimOptions& options) {
+  return Simulation(trace, net, device, options).run();
 }
 
 }  // namespace cascade
