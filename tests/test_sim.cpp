@@ -120,15 +120,57 @@ TEST(Sim, ChainCriticalPathByKind) {
   EXPECT_NEAR(cp.total_s(), 2.25 + kL + kX, 1e-12);
 }
 
-TEST(Sim, BlockedWaitResumesAWakeUpAfterTheArrival) {
-  // The chain with a wake-up W = 0.125 s: B resumes W after the arrival; on the critical path W
-  // is the receiver's, not the network's.
-  const SimResult r = simulate(chain().t, kNet, kMeasured, SimOptions{0.125});
-  EXPECT_NEAR(r.wall_s, 1.25 + kL + kX + 0.125 + 1.0, 1e-12);
-  EXPECT_NEAR(r.ranks[1].idle_s, 1.25 + kL + kX + 0.125, 1e-12);
-  EXPECT_NEAR(r.critical.wake_s, 0.125, 1e-12);
+TEST(Sim, IdleReceiverWakesUpAndTakesTheMessageIn) {
+  // The chain with a receiver of W = 0.125 s and R = 8000 B/s (w / R = 0.125 s): B resumes
+  // W + w / R after the arrival; on the critical path that is the receiver's, not the network's.
+  const ReceiverProfile rx{"test", 0.125, 8000.0};
+  const SimResult r = simulate(chain().t, kNet, kMeasured, rx);
+  EXPECT_NEAR(r.wall_s, 1.25 + kL + kX + 0.25 + 1.0, 1e-12);
+  EXPECT_NEAR(r.ranks[1].idle_s, 1.25 + kL + kX + 0.25, 1e-12);
+  EXPECT_NEAR(r.critical.receive_s, 0.25, 1e-12);
   EXPECT_NEAR(r.critical.network_s(), kL + kX, 1e-12);
-  EXPECT_DOUBLE_EQ(r.wake_s, 0.125);
+  EXPECT_EQ(r.receiver.name, "test");
+  expect_path_adds_up(r);
+}
+
+TEST(Sim, ReceiverTakesMessagesInOrderOfArrival) {
+  // Rank 2 waits for 2w from rank 1 (arrives at L + 2x) and w from rank 0 posted at 0.5 s:
+  // with W = 0.125 s and R = 8000 B/s it wakes at L + 2x + W, takes the first in (0.25 s), is
+  // idle again, wakes at 0.5 + L + x + W and takes the second in (0.125 s).
+  TraceBuilder b(3);
+  b.span(0, SpanKind::postpass, 0.5);
+  const int64_t s0 = b.span(0, SpanKind::send, 0.0);
+  const int64_t s1 = b.span(1, SpanKind::send, 0.0);
+  const int64_t wait = b.span(2, SpanKind::wait, 0.0);
+  b.message(1, s1, 2, wait, 2 * kW);
+  b.message(0, s0, 2, wait, kW);
+  const SimResult r = simulate(b.t, kNet, kMeasured, ReceiverProfile{"test", 0.125, 8000.0});
+  EXPECT_NEAR(r.wall_s, 0.5 + kL + kX + 0.125 + 0.125, 1e-12);
+  EXPECT_NEAR(r.critical.kind_s[(int)SpanKind::postpass], 0.5, 1e-12);
+  EXPECT_NEAR(r.critical.receive_s, 0.25, 1e-12);
+  expect_path_adds_up(r);
+  // A message that arrives while the rank is taking another in needs no wake-up.
+  TraceBuilder c(3);
+  const int64_t c0 = c.span(0, SpanKind::send, 0.0);
+  const int64_t c1 = c.span(1, SpanKind::send, 0.0);
+  const int64_t cw2 = c.span(2, SpanKind::wait, 0.0);
+  c.message(1, c1, 2, cw2, 2 * kW);
+  c.message(0, c0, 2, cw2, kW);
+  // Both depart at 0 into rank 2's ingress: rank 0's (src order) arrives at L + x, rank 1's at
+  // L + 3x; the rank wakes at L + x + W, takes w in until L + x + W + 0.125 > L + 3x, then 2w.
+  EXPECT_NEAR(simulate(c.t, kNet, kMeasured, ReceiverProfile{"test", 0.125, 8000.0}).wall_s,
+              kL + kX + 0.125 + 0.125 + 0.25, 1e-12);
+}
+
+TEST(Sim, MessagesThereBeforeTheWaitCostOnlyTheirProcessing) {
+  TraceBuilder b(2);
+  const int64_t send = b.span(0, SpanKind::send, 0.0);
+  b.span(1, SpanKind::attention, 5.0);
+  const int64_t wait = b.span(1, SpanKind::wait, 0.1);
+  b.message(0, send, 1, wait, kW);
+  const SimResult r = simulate(b.t, kNet, kMeasured, ReceiverProfile{"test", 0.125, 8000.0});
+  EXPECT_NEAR(r.wall_s, 5.125, 1e-12);
+  EXPECT_NEAR(r.critical.receive_s, 0.125, 1e-12);
   expect_path_adds_up(r);
 }
 
@@ -149,15 +191,6 @@ TEST(Sim, WaitAfterArrivalTakesNoTime) {
   EXPECT_NEAR(r.critical.kind_s[(int)SpanKind::attention], 5.0, 1e-12);
   EXPECT_NEAR(r.critical.network_s(), 0.0, 1e-12);
   expect_path_adds_up(r);
-}
-
-TEST(Sim, WaitThatDoesNotBlockHasNoWakeUp) {
-  TraceBuilder b(2);
-  const int64_t send = b.span(0, SpanKind::send, 0.0);
-  b.span(1, SpanKind::attention, 5.0);
-  const int64_t wait = b.span(1, SpanKind::wait, 0.1);
-  b.message(0, send, 1, wait, kW);
-  EXPECT_NEAR(simulate(b.t, kNet, kMeasured, SimOptions{0.125}).wall_s, 5.0, 1e-12);
 }
 
 TEST(Sim, FanInSerialisesOnTheReceiversIngress) {
@@ -332,48 +365,61 @@ TEST(Sim, GapsInTheTraceCountAsOther) {
   expect_path_adds_up(r);
 }
 
-// A ping-pong in true time (ms), `rounds` times: rank 0 computes 5, posts m1 and waits; rank 1
-// has m1 at 5 + L + x + W (W = 0.5), computes 1, posts m2, which rank 0 has 11 after the round
-// began. Rank 1's clock started 0.7 later than rank 0's (the barrier's release reached it later).
-TraceBuilder ping_pong(int rounds) {
+// A ping-pong in true time, `rounds` times, round k with (k + 1)·w bytes each way: rank 0
+// computes 5 ms, posts m1 and waits; rank 1 completes m1 at its arrival + W + bytes / R,
+// computes 1 ms, posts m2, which rank 0 completes at its arrival + W + bytes / R. Rank 1's
+// clock started 0.7 ms after rank 0's (the barrier's release reached it later).
+TraceBuilder ping_pong(int rounds, double wake, double rx_Bps) {
   const double ms = 1e-3, offset = 0.7 * ms;
   TraceBuilder b(2);
   b.span(1, SpanKind::other, 0.0);
+  double t = 0.0;  // true time at the start of the round
   for (int k = 0; k < rounds; ++k) {
-    const double t = 11 * ms * k;  // the round's start, true time
+    const uint64_t w = (k + 1) * kW;
+    const double hop = kL + w / kNet.bandwidth_Bps + wake + w / rx_Bps;
     b.span(0, SpanKind::prepass, 5 * ms);
     const int64_t s1 = b.span(0, SpanKind::send, 0.0);
-    const int64_t w0 = b.span(0, SpanKind::wait, 6 * ms);
-    const double w1_start = b.t.ranks[1].spans.back().t_end;  // rank 1's clock
-    const int64_t w1 = b.span(1, SpanKind::wait, t + 7.5 * ms - offset - w1_start);
+    const int64_t w0 = b.span(0, SpanKind::wait, hop + 1 * ms + hop);
+    const double m1_done = t + 5 * ms + hop - offset;  // rank 1's clock
+    const int64_t w1 = b.span(1, SpanKind::wait, m1_done - b.t.ranks[1].spans.back().t_end);
     b.span(1, SpanKind::attention, 1 * ms);
     const int64_t s2 = b.span(1, SpanKind::send, 0.0);
-    b.message(0, s1, 1, w1, kW);
-    b.t.ranks[1].messages.back().t_complete = t + 7.5 * ms - offset;
-    b.message(1, s2, 0, w0, kW);
-    b.t.ranks[0].messages.back().t_complete = t + 11 * ms;
+    b.message(0, s1, 1, w1, w);
+    b.t.ranks[1].messages.back().t_complete = m1_done;
+    b.message(1, s2, 0, w0, w);
+    t += 5 * ms + hop + 1 * ms + hop;
+    b.t.ranks[0].messages.back().t_complete = t;
   }
   return b;
 }
 
-TEST(SimWake, EstimatedFromBothDirectionsDespiteClockOffsets) {
-  const TraceBuilder b = ping_pong(3);
-  const WakeEstimate w = estimate_wake(b.t, kNet);
-  EXPECT_EQ(w.samples, 6u);
-  EXPECT_NEAR(w.mean_s, 0.5e-3, 1e-12);
-  EXPECT_NEAR(w.median_s, 0.5e-3, 1e-12);
-  EXPECT_NEAR(w.p90_s, 0.5e-3, 1e-12);  // every sample, once the clocks are aligned
+TEST(SimReceiver, EstimatedFromBothDirectionsDespiteClockOffsets) {
+  const TraceBuilder b = ping_pong(3, 0.5e-3, 4e6);  // W = 0.5 ms, R = 4 MB/s
+  const ReceiverEstimate e = estimate_receiver(b.t, kNet);
+  EXPECT_EQ(e.samples, 6u);
+  EXPECT_EQ(e.profile.name, "trace");
+  EXPECT_NEAR(e.profile.wake_s, 0.5e-3, 1e-9);
+  EXPECT_NEAR(e.profile.rx_Bps, 4e6, 1e-3);
+  EXPECT_NEAR(e.median_s, 0.5e-3 + 2 * kW / 4e6, 1e-12);  // the excess of the middle round
   // Replayed with it on the network it ran on, the run takes what it took.
-  const SimResult r = simulate(b.t, kNet, kMeasured, SimOptions{w.mean_s});
-  EXPECT_NEAR(r.wall_s, 33e-3, 1e-12);
-  EXPECT_NEAR(r.measured_wall_s, 33e-3, 1e-12);
-  EXPECT_NEAR(simulate(b.t, kNet, kMeasured).wall_s, 33e-3 - 6 * 0.5e-3, 1e-12);  // W = 0
+  const SimResult r = simulate(b.t, kNet, kMeasured, e.profile);
+  EXPECT_NEAR(r.wall_s, r.measured_wall_s, 1e-9);
+  EXPECT_LT(simulate(b.t, kNet, kMeasured).wall_s, r.measured_wall_s - 6 * 0.5e-3);  // ideal
 }
 
-TEST(SimWake, ReceiverNotYetWaitingAndOneWayPairsGiveNoSample) {
-  // Rank 2 only receives (one way: its clock cannot be aligned); rank 1 gets a second message
-  // long before it waits for it.
-  TraceBuilder b = ping_pong(3);
+TEST(SimReceiver, WithoutSizeDependenceTheWakeUpIsTheMean) {
+  const TraceBuilder b = ping_pong(1, 0.5e-3, 1e300);
+  const ReceiverEstimate e = estimate_receiver(b.t, kNet);
+  EXPECT_EQ(e.samples, 2u);
+  EXPECT_NEAR(e.profile.wake_s, 0.5e-3, 1e-12);
+  EXPECT_NEAR(e.p90_s, 0.5e-3, 1e-12);  // every sample, once the clocks are aligned
+  EXPECT_EQ(e.profile.rx_Bps, 0.0);
+}
+
+TEST(SimReceiver, ReceiverNotYetWaitingAndOneWayPairsGiveNoSample) {
+  // Rank 2 only receives (one way: its clock cannot be aligned); rank 1 gets a message long
+  // before it waits for it.
+  TraceBuilder b = ping_pong(3, 0.5e-3, 1e300);
   b.t.ranks.push_back(RankTrace{});
   b.t.ranks[2].rank = 2;
   const int64_t w2 = b.span(2, SpanKind::wait, 3e-3);
@@ -383,10 +429,11 @@ TEST(SimWake, ReceiverNotYetWaitingAndOneWayPairsGiveNoSample) {
   const int64_t w3 = b.span(1, SpanKind::wait, 0.0);
   b.message(0, s3, 1, w3, kW);
   b.t.ranks[1].messages.back().t_complete = b.t.ranks[1].spans[w3].t_end;
-  const WakeEstimate w = estimate_wake(b.t, kNet);
-  EXPECT_EQ(w.samples, 6u);
-  EXPECT_NEAR(w.mean_s, 0.5e-3, 1e-12);
-  EXPECT_EQ(estimate_wake(chain().t, kNet).samples, 0u);  // one way only
+  const ReceiverEstimate e = estimate_receiver(b.t, kNet);
+  EXPECT_EQ(e.samples, 6u);
+  EXPECT_NEAR(e.profile.wake_s, 0.5e-3, 1e-9);
+  EXPECT_EQ(estimate_receiver(chain().t, kNet).samples, 0u);  // one way only
+  EXPECT_EQ(estimate_receiver(chain().t, kNet).profile.wake_s, 0.0);
 }
 
 std::string sim_error(const Trace& t) {
@@ -484,6 +531,23 @@ TEST(SimProfiles, BuiltInsAndCustom) {
   EXPECT_DOUBLE_EQ(parse_device_profile("h100").peak_flops, 67e12);
   EXPECT_EQ(parse_device_profile("cpu-measured").mode, DeviceProfile::Mode::measured);
   for (const DeviceProfile& p : builtin_device_profiles()) EXPECT_EQ(parse_device_profile(p.name).name, p.name);
+}
+
+TEST(SimProfiles, Receivers) {
+  EXPECT_EQ(parse_receiver_profile("ideal").wake_s, 0.0);
+  EXPECT_EQ(parse_receiver_profile("ideal").rx_Bps, 0.0);
+  const ReceiverProfile r = parse_receiver_profile("custom:75,5");
+  EXPECT_DOUBLE_EQ(r.wake_s, 75e-6);
+  EXPECT_DOUBLE_EQ(r.rx_Bps, 5e9);
+  EXPECT_EQ(parse_receiver_profile("custom:75,inf").rx_Bps, 0.0);
+  for (const std::string bad : {"trace", "custom:75", "custom:-1,5", "fast"}) {
+    try {
+      parse_receiver_profile(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("ideal, or custom:WAKE_US,GBPS"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(SimProfiles, ParseErrorsNameTheAcceptedForms) {

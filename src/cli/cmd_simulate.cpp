@@ -19,7 +19,7 @@ struct SimulateOptions {
   std::string trace;
   std::string net = "loopback";
   std::string device = "cpu-measured";
-  std::string wake = "trace";
+  std::string receiver = "trace";
   std::string recorded_on = "loopback";
   bool json = false;
   bool list = false;
@@ -80,26 +80,15 @@ void run_simulate(const SimulateOptions& o) {
   for (const std::string& d : split_profiles(o.device)) devices.push_back(parse_device_profile(d));
 
   const NetProfile recorded_on = parse_net_profile(o.recorded_on);
-  SimOptions opt;
-  if (o.wake != "trace") {
-    size_t used = 0;
-    double us = -1.0;
-    try {
-      us = std::stod(o.wake, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != o.wake.size() || !(us >= 0.0))
-      throw std::invalid_argument("bad --wake-us '" + o.wake + "': give microseconds ≥ 0, or 'trace'");
-    opt.wake_s = us * 1e-6;
-  }
+  const bool from_trace = o.receiver == "trace";
+  ReceiverProfile rx = from_trace ? ReceiverProfile{} : parse_receiver_profile(o.receiver);
 
   const Trace trace = read_trace(o.trace);
-  const WakeEstimate est = estimate_wake(trace, recorded_on);
-  if (o.wake == "trace") opt.wake_s = est.mean_s;
+  const ReceiverEstimate est = estimate_receiver(trace, recorded_on);
+  if (from_trace) rx = est.profile;
   std::vector<SimResult> results;
   for (const DeviceProfile& d : devices)
-    for (const NetProfile& n : nets) results.push_back(simulate(trace, n, d, opt));
+    for (const NetProfile& n : nets) results.push_back(simulate(trace, n, d, rx));
 
   if (o.json) {
     std::printf("%s\n", sim_report_json(results, o.trace, est).c_str());
@@ -111,13 +100,13 @@ void run_simulate(const SimulateOptions& o) {
               trace.meta.n_generated, trace.ranks.size(),
               trace.meta.complete ? "" : " (INCOMPLETE trace: the run ended early)");
   if (est.samples)
-    std::printf("receivers' wake-up measured in the trace (recorded on %s): mean %.1f µs, median %.1f µs, "
-                "p90 %.1f µs over %llu messages\n", recorded_on.name.c_str(), est.mean_s * 1e6,
-                est.median_s * 1e6, est.p90_s * 1e6, (unsigned long long)est.samples);
+    std::printf("receivers measured in the trace (recorded on %s; %llu messages to waiting ranks): "
+                "arrival to completion beyond the network mean %.1f µs, median %.1f µs, p90 %.1f µs; "
+                "fit: wake-up %.1f µs + bytes / %.3g GB/s\n",
+                recorded_on.name.c_str(), (unsigned long long)est.samples, est.mean_s * 1e6,
+                est.median_s * 1e6, est.p90_s * 1e6, est.profile.wake_s * 1e6, est.profile.rx_Bps / 1e9);
   else
-    std::printf("receivers' wake-up: no estimate (no rank pair exchanged messages both ways)\n");
-  std::printf("wake-up used: %.1f µs%s\n", opt.wake_s * 1e6,
-              o.wake == "trace" ? " (the trace's mean; --wake-us to set it)" : " (--wake-us)");
+    std::printf("receivers: no estimate in the trace (no rank pair exchanged messages both ways)\n");
   for (const SimResult& r : results) std::printf("\n%s", sim_report_text(r).c_str());
   if (results.size() > 1) {
     std::printf("\nsummary (predicted seconds; measured: prefill %.6f, decode mean %.6f, run %.6f)\n",
@@ -150,12 +139,13 @@ void add_simulate_command(CLI::App& app) {
                   "Device profile(s), comma-separated: cpu-measured, cpu-thread, a100, h100, "
                   "custom:TFLOPS,GBPS")
       ->capture_default_str();
-  sub->add_option("--wake-us", o->wake,
-                  "Receivers' wake-up in µs: a blocked wait resumes this long after its last message "
-                  "arrives (polling, scheduling); 'trace': the mean measured in the trace, 0: an ideal receiver")
+  sub->add_option("--receiver", o->receiver,
+                  "What the receiving host adds to each message: trace (its wake-up and receive rate "
+                  "measured in the trace), ideal (nothing: the network model alone), custom:WAKE_US,GBPS")
       ->capture_default_str();
   sub->add_option("--recorded-on", o->recorded_on,
-                  "Network the trace ran on (its latency and transfer times are not wake-up)")
+                  "Network the trace ran on (for --receiver trace: its latency and transfer times are "
+                  "not the receiver's)")
       ->capture_default_str();
   sub->add_flag("--json", o->json, "Print JSON (one result per network × device)");
   sub->add_flag("--list-profiles", o->list, "List the built-in profiles and exit");

@@ -18,10 +18,11 @@ constexpr double kGB = 1e9;  // GB/s here are 10^9 bytes per second, as vendors 
 
 std::vector<NetProfile> net_profiles() {
   return {
-      // This machine's shared-memory MPI (Open MPI 4.1, vader BTL): the median of 5 fits of
+      // This machine's shared-memory MPI (Open MPI 4.1.4, 2 vCPUs, machine (B) of BENCHMARKS.md):
+      // the medians of 5 fits (latency 0.56–0.63 µs, bandwidth 7.39–7.96 GB/s) of
       //   OMPI_MCA_mpi_yield_when_idle=1 mpirun --allow-run-as-root -np 2 build/cascade bench net
-      // (8 B … 64 MiB ping-pong between 2 ranks on the 2 cores, 2025-07-06; see BENCHMARKS.md).
-      {"loopback", 0.60 * kUs, 4.3 * kGB},
+      // (ping-pong of 8 B … 64 MiB between the 2 ranks, 2026-11-30).
+      {"loopback", 0.61 * kUs, 7.7 * kGB},
       // NVLink 4 between two H100 SXM5 GPUs: 900 GB/s total = 450 GB/s per direction (NVIDIA
       // H100 Tensor Core GPU datasheet); ~2 µs is NCCL's point-to-point latency over it.
       {"nvlink", 2.0 * kUs, 450.0 * kGB},
@@ -115,6 +116,22 @@ DeviceProfile parse_device_profile(const std::string& spec) {
     return {spec, DeviceProfile::Mode::roofline, tflops * 1e12, gbps * kGB};
   }
   throw std::invalid_argument("unknown device profile '" + spec + "'; " + forms);
+}
+
+ReceiverProfile parse_receiver_profile(const std::string& spec) {
+  const std::string forms = "accepted: ideal, or custom:WAKE_US,GBPS (wake-up in µs, receive "
+                            "processing in GB/s, 0 or inf for none, e.g. custom:75,5)";
+  if (spec == "ideal") return ReceiverProfile{};
+  if (spec.rfind("custom:", 0) == 0) {
+    const std::string rest = spec.substr(7);
+    const size_t comma = rest.find(',');
+    double wake_us = 0, gbps = 0;
+    const bool inf = comma != std::string::npos && rest.substr(comma + 1) == "inf";
+    if (inf ? !parse_pair(rest.substr(0, comma) + ",0", wake_us, gbps) : !parse_pair(rest, wake_us, gbps))
+      throw std::invalid_argument("bad receiver profile '" + spec + "'; " + forms);
+    return {spec, wake_us * kUs, inf ? 0.0 : gbps * kGB};
+  }
+  throw std::invalid_argument("unknown receiver profile '" + spec + "'; " + forms);
 }
 
 double span_seconds(const Span& span, const DeviceProfile& device) {

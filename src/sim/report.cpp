@@ -43,6 +43,12 @@ const char* mode_name(DeviceProfile::Mode m) {
   return "?";
 }
 
+std::string receiver_str(const ReceiverProfile& r) {
+  if (r.wake_s == 0.0 && r.rx_Bps == 0.0) return r.name + " (wake-up 0, no receive processing)";
+  return r.name + fmt(" (wake-up %.1f µs, ", r.wake_s * 1e6) +
+         (r.rx_Bps > 0.0 ? fmt("receive processing %.3g GB/s)", r.rx_Bps / 1e9) : "no receive processing)");
+}
+
 std::string pct_err(double predicted, double measured) {
   return measured > 0.0 ? fmt("%+6.1f%%", 100.0 * (predicted - measured) / measured) : "      -";
 }
@@ -65,9 +71,9 @@ std::vector<int> used_kinds(const SimResult& r) {
 
 std::string sim_report_text(const SimResult& r) {
   std::string s;
-  s += fmt("network: %s (latency %.4g µs, bandwidth %.4g GB/s); device: %s; wake-up %.1f µs\n",
-           r.net.name.c_str(), r.net.latency_s * 1e6, r.net.bandwidth_Bps / 1e9,
-           device_str(r.device).c_str(), r.wake_s * 1e6);
+  s += fmt("network: %s (latency %.4g µs, bandwidth %.4g GB/s); device: %s\n", r.net.name.c_str(),
+           r.net.latency_s * 1e6, r.net.bandwidth_Bps / 1e9, device_str(r.device).c_str());
+  s += "receiver: " + receiver_str(r.receiver) + "\n";
   s += fmt("%llu messages simulated, %.6f s on the wire in all\n",
            (unsigned long long)r.messages, r.network_busy_s);
   if (r.uncosted_compute_spans > 0)
@@ -109,20 +115,21 @@ std::string sim_report_text(const SimResult& r) {
                100.0 * cp.kind_s[k] / total);
   s += fmt("  %-10s %12.6f s %6.1f%%  (latency %.6f, transfer %.6f, queueing %.6f)\n", "network",
            cp.network_s(), 100.0 * cp.network_s() / total, cp.latency_s, cp.transfer_s, cp.queue_s);
-  if (cp.wake_s > 0.0)
-    s += fmt("  %-10s %12.6f s %6.1f%%  (receivers resuming after an arrival)\n", "wake-up", cp.wake_s,
-             100.0 * cp.wake_s / total);
+  s += fmt("  %-10s %12.6f s %6.1f%%  (wake-ups and receive processing)\n", "receivers", cp.receive_s,
+           100.0 * cp.receive_s / total);
   return s;
 }
 
 std::string sim_report_json(const std::vector<SimResult>& results, const std::string& trace_path,
-                            const WakeEstimate& wake_measured) {
+                            const ReceiverEstimate& measured) {
   using nlohmann::json;
   json out = {{"trace", trace_path},
-              {"wake_measured", {{"samples", wake_measured.samples},
-                                 {"mean_us", wake_measured.mean_s * 1e6},
-                                 {"median_us", wake_measured.median_s * 1e6},
-                                 {"p90_us", wake_measured.p90_s * 1e6}}},
+              {"receiver_measured", {{"samples", measured.samples},
+                                     {"wake_us", measured.profile.wake_s * 1e6},
+                                     {"rx_GBps", measured.profile.rx_Bps / 1e9},
+                                     {"excess_mean_us", measured.mean_s * 1e6},
+                                     {"excess_median_us", measured.median_s * 1e6},
+                                     {"excess_p90_us", measured.p90_s * 1e6}}},
               {"results", json::array()}};
   for (const SimResult& r : results) {
     auto by_kind = [](const std::array<double, kNumSpanKinds>& a) {
@@ -138,7 +145,8 @@ std::string sim_report_json(const std::vector<SimResult>& results, const std::st
         {"device", {{"name", r.device.name}, {"mode", mode_name(r.device.mode)},
                     {"peak_tflops", r.device.peak_flops / 1e12},
                     {"mem_GBps", r.device.mem_bw_Bps / 1e9}}},
-        {"wake_us", r.wake_s * 1e6},
+        {"receiver", {{"name", r.receiver.name}, {"wake_us", r.receiver.wake_s * 1e6},
+                      {"rx_GBps", r.receiver.rx_Bps / 1e9}}},
         {"predicted", {{"wall_s", r.wall_s}, {"prefill_s", r.prefill_s()},
                        {"decode_steps", nd}, {"decode_total_s", r.decode_total_s()},
                        {"decode_mean_s", nd ? r.decode_total_s() / nd : 0.0}}},
@@ -163,7 +171,7 @@ std::string sim_report_json(const std::vector<SimResult>& results, const std::st
                           {"total_s", cp.total_s()}, {"kinds_s", by_kind(cp.kind_s)},
                           {"network_s", cp.network_s()}, {"latency_s", cp.latency_s},
                           {"transfer_s", cp.transfer_s}, {"queue_s", cp.queue_s},
-                          {"wake_s", cp.wake_s}};
+                          {"receive_s", cp.receive_s}};
     out["results"].push_back(j);
   }
   return out.dump(2);

@@ -53,14 +53,15 @@ struct Event {
 class Simulation {
  public:
   Simulation(const Trace& trace, const NetProfile& net, const DeviceProfile& device,
-             const SimOptions& opt)
-      : tr_(trace), net_(net), dev_(device), opt_(opt), n_(trace.ranks.size()), st_(n_) {
+             const ReceiverProfile& rx)
+      : tr_(trace), net_(net), dev_(device), rx_(rx), n_(trace.ranks.size()), st_(n_) {
     if (!(net.bandwidth_Bps > 0.0) || !(net.latency_s >= 0.0))
       throw SimError("network profile '" + net.name + "' needs a bandwidth > 0 and a latency ≥ 0");
     if (device.mode == DeviceProfile::Mode::roofline &&
         !(device.peak_flops > 0.0 && device.mem_bw_Bps > 0.0))
       throw SimError("device profile '" + device.name + "' needs a peak and a bandwidth > 0");
-    if (!(opt.wake_s >= 0.0)) throw SimError("the wake-up time must be ≥ 0");
+    if (!(rx.wake_s >= 0.0) || !(rx.rx_Bps >= 0.0))
+      throw SimError("receiver profile '" + rx.name + "' needs a wake-up ≥ 0 and a rate ≥ 0");
     for (const sim_detail::PairedMessage& p : sim_detail::pair_messages(trace)) {
       Msg m;
       m.p = p;
@@ -135,19 +136,25 @@ class Simulation {
       }
       double end = s.clock;
       if (spans[i].kind == SpanKind::wait) {
-        for (int id : s.waits[i]) {
-          const Msg& m = msgs_[id];
-          if (!m.arrived) {
+        std::vector<int>& ids = s.waits[i];
+        for (int id : ids)
+          if (!msgs_[id].arrived) {
             s.blocked = true;
             return;
           }
+        // Take the messages in order of arrival: one that comes while the rank is idle wakes it
+        // W later; each costs w / R to take in.
+        std::sort(ids.begin(), ids.end(), [&](int a, int b) {
+          return std::tie(msgs_[a].arrive, a) < std::tie(msgs_[b].arrive, b);
+        });
+        for (int id : ids) {
+          const Msg& m = msgs_[id];
           if (m.arrive > end) {
-            end = m.arrive;
+            end = m.arrive + rx_.wake_s;
             s.bound_by[i] = id;
           }
+          if (rx_.rx_Bps > 0.0) end += m.bytes / rx_.rx_Bps;
         }
-        // A wait that blocked resumes a wake-up after its last arrival.
-        if (s.bound_by[i] >= 0) end += opt_.wake_s;
       } else {
         end += span_seconds(spans[i], dev_);
       }
@@ -201,7 +208,7 @@ class Simulation {
     SimResult res;
     res.net = net_;
     res.device = dev_;
-    res.wake_s = opt_.wake_s;
+    res.receiver = rx_;
     res.messages = msgs_.size();
     for (const Msg& m : msgs_) res.network_busy_s += m.end - m.start;
     for (size_t r = 0; r < n_; ++r) {
@@ -257,8 +264,13 @@ class Simulation {
       const Span& sp = tr_.ranks[r].spans[i];
       cp.kind_s[(int)SpanKind::other] += s.gap[i];
       const int bound = sp.kind == SpanKind::wait ? s.bound_by[i] : -1;
+      if (sp.kind == SpanKind::wait && bound < 0) {
+        cp.receive_s += s.end[i] - s.start[i];  // taking in messages that were there already
+        --i;
+        continue;
+      }
       if (bound < 0) {
-        cp.kind_s[(int)sp.kind] += s.end[i] - s.start[i];  // a wait here lasted 0 s
+        cp.kind_s[(int)sp.kind] += s.end[i] - s.start[i];
         --i;
         continue;
       }
@@ -268,7 +280,7 @@ class Simulation {
       cp.queue_s += m.start - m.depart;
       cp.transfer_s += m.end - m.start;
       cp.latency_s += m.arrive - m.end;
-      cp.wake_s += opt_.wake_s;
+      cp.receive_s += s.end[i] - m.arrive;
       ++cp.messages;
       r = m.p.src;
       i = m.p.send_span;
@@ -279,7 +291,7 @@ class Simulation {
   const Trace& tr_;
   NetProfile net_;
   DeviceProfile dev_;
-  SimOptions opt_;
+  ReceiverProfile rx_;
   size_t n_;
   std::vector<RankState> st_;
   std::vector<Msg> msgs_;
@@ -297,7 +309,7 @@ double sum(const std::array<double, kNumSpanKinds>& a) {
 }  // namespace
 
 double SimRank::busy_total() const { return sum(busy_s); }
-double CriticalPath::total_s() const { return sum(kind_s) + network_s() + wake_s; }
+double CriticalPath::total_s() const { return sum(kind_s) + network_s() + receive_s; }
 
 double SimResult::prefill_s() const {
   for (const SimStep& s : steps)
@@ -328,8 +340,8 @@ int SimResult::decode_steps() const {
 }
 
 SimResult simulate(const Trace& trace, const NetProfile& net, const DeviceProfile& device,
-                   const SimOptions& options) {
-  return Simulation(trace, net, device, options).run();
+                   const ReceiverProfile& receiver) {
+  return Simulation(trace, net, device, receiver).run();
 }
 
 }  // namespace cascade

@@ -41,7 +41,8 @@ SMALL = ["--alpha", "2", "--beta", "2", "--cluster", "2", "-n", "4", "--insecure
 
 class Cli(unittest.TestCase):
     def test_help(self):
-        for sub in ([], ["generate"], ["run"], ["plan"], ["comm-model"], ["bench", "generate"], ["tokenize"]):
+        for sub in ([], ["generate"], ["run"], ["plan"], ["comm-model"], ["bench", "generate"], ["bench", "net"],
+                    ["simulate"], ["tokenize"]):
             rc, out = run([CASCADE, *sub, "--help"])
             self.assertEqual(rc, 0, out)
             self.assertIn("Usage", out)
@@ -217,6 +218,56 @@ class Cli(unittest.TestCase):
             tokens[head] = j["tokens"]
         # The same tokens either way: only who computes the logits changes.
         self.assertEqual(tokens["client"], tokens["comp"])
+
+    def test_simulate_a_recorded_trace(self):
+        with tempfile.TemporaryDirectory() as d:
+            trace = os.path.join(d, "run.h5")
+            rc, out = mpirun(3, "--alpha", "1", "--beta", "1", "--cluster", "4", "--insecure", "-n", "3",
+                             "--trace", trace)
+            self.assertEqual(rc, 0, out)
+            rc, out = run([CASCADE, "simulate", trace, "--net", "loopback,custom:50,1.25,wan-100m", "--json"])
+            self.assertEqual(rc, 0, out)
+            j = json.loads(out)
+            self.assertEqual([r["net"]["name"] for r in j["results"]], ["loopback", "custom:50,1.25", "wan-100m"])
+            self.assertGreater(j["receiver_measured"]["samples"], 0)
+            walls = [r["predicted"]["wall_s"] for r in j["results"]]
+            measured = j["results"][0]["measured"]["wall_s"]
+            # Loose: this host is shared; bench/sim_validation.py measures the real error.
+            self.assertLess(abs(walls[0] - measured), 0.5 * measured, out)
+            self.assertLess(walls[0], walls[1])
+            self.assertLess(walls[1], walls[2])
+            for r in j["results"]:
+                self.assertEqual(r["predicted"]["decode_steps"], 2)
+                self.assertAlmostEqual(r["critical_path"]["total_s"], r["predicted"]["wall_s"], places=9)
+            rc, out = run([CASCADE, "simulate", trace, "--device", "a100,cpu-measured", "--receiver", "ideal"])
+            self.assertEqual(rc, 0, out)
+            self.assertIn("device: a100 (compute spans: roofline of 19.5 TFLOP/s, 1555 GB/s)", out)
+            self.assertIn("critical path:", out)
+            self.assertIn("summary", out)
+
+    def test_simulate_errors(self):
+        rc, out = run([CASCADE, "simulate", "/nonexistent/run.h5", "--net", "lan-10g"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("/nonexistent/run.h5", out)
+        rc, out = run([CASCADE, "simulate", "/nonexistent/run.h5", "--net", "lan10g"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("unknown network profile 'lan10g'", out)
+        self.assertIn("custom:LAT_US,GBPS", out)
+        rc, out = run([CASCADE, "simulate", "/nonexistent/run.h5", "--device", "v100"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("cpu-measured, cpu-thread, a100, h100", out)
+
+    def test_bench_net(self):
+        rc, out = run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "2", CASCADE, "bench", "net",
+                       "--max-bytes", "65536", "--factor", "4", "--seconds", "0.01", "--repeats", "1"])
+        self.assertEqual(rc, 0, out)
+        rows = [l.split() for l in out.splitlines() if l.strip() and l.split()[0].isdigit()]
+        self.assertEqual([int(r[0]) for r in rows], [8, 32, 128, 512, 2048, 8192, 32768])
+        self.assertTrue(all(r[4] == "0" for r in rows), out)  # #wrong
+        self.assertIn("--net custom:", out)
+        rc, out = run([CASCADE, "bench", "net"])  # one rank
+        self.assertNotEqual(rc, 0)
+        self.assertIn("needs exactly 2 MPI ranks", out)
 
 
 if __name__ == "__main__":
