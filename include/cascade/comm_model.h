@@ -25,7 +25,8 @@
 //             reported beside the protocol's figure, which excludes it.
 // A run sampling G tokens = prefill (schedule + tokens + layers + final row → token 1), then
 // G − 1 decode steps at positions N .. N+G−2, then the stop message. Barrier messages (0
-// bytes) and the end-of-run report (kind `report`) are outside the model.
+// bytes), the end-of-run report (kind `report`) and the trace recordings sent to rank 0 with
+// --trace (kind `trace`) are outside the model.
 #pragma once
 
 #include <cstdint>
@@ -40,10 +41,11 @@ namespace cascade {
 // What a message part carries. hidden: the final hidden row of the last position (d floats) sent
 // to the client under --lm-head client; logits: the logits row under --lm-head comp. header:
 // the self-describing header every message carries (its parts' kinds and positions). report:
-// the end-of-run report every rank sends to rank 0 (outside the protocol's figure).
-enum class CommKind : int { schedule = 0, tokens, control, q, kv, partial, hidden, logits, header, report };
-inline constexpr int kNumCommKinds = 10;
-const char* comm_kind_name(CommKind kind);  // "schedule", "tokens", ..., "report"
+// the end-of-run report every rank sends to rank 0; trace: its trace recording (--trace); both
+// outside the protocol's figure.
+enum class CommKind : int { schedule = 0, tokens, control, q, kv, partial, hidden, logits, header, report, trace };
+inline constexpr int kNumCommKinds = 11;
+const char* comm_kind_name(CommKind kind);  // "schedule", "tokens", ..., "trace"
 
 inline constexpr uint64_t kTokenBytes = 4;    // int32 token id
 inline constexpr uint64_t kControlBytes = 8;  // int32 command + int32 position
@@ -144,7 +146,7 @@ std::vector<CommFlow> to_flows(const std::vector<PlannedMessage>& messages);
 std::vector<CommFlow> flows_run(const Schedule& s, int n_generate, int elem_bytes);
 // Merges flows with the same (src, dst, layer, kind) and sorts them by that key.
 std::vector<CommFlow> merge_flows(std::vector<CommFlow> flows);
-// Flows without the kinds outside the model (report).
+// Flows without the kinds outside the model (report, trace).
 std::vector<CommFlow> protocol_flows(const std::vector<CommFlow>& flows);
 // Where two sets of flows (merged and sorted, as above) differ, one line per (src, dst, layer,
 // kind), e.g. "rank 1 → rank 5, layer 3, kv: sent 1536 B, received 0 B", at most `max_lines`

@@ -33,6 +33,7 @@
 #include "cascade/model.h"
 #include "cascade/sampler.h"
 #include "cascade/schedule.h"
+#include "cascade/trace.h"
 #include "cascade/transport.h"
 
 namespace cascade {
@@ -102,6 +103,9 @@ struct CascadeSetup {
   // the dims they need travel in the schedule.
   std::function<const Model&()> model;
   Fault fault;
+  // Every rank: record a trace (trace.h), and with views the bytes every message carried.
+  bool trace = false;
+  bool trace_views = false;
 };
 
 // What rank 0 learns at the end (other ranks: ran, schedule and their own stats only).
@@ -112,6 +116,8 @@ struct CascadeReport {
   std::vector<PartyStats> stats;   // per rank (rank 0: all ranks; others: their own at [0])
   ByteCounts sent;                 // rank 0: bytes sent by every rank, merged
   ByteCounts received;             // rank 0: bytes received by every rank, merged
+  std::vector<RankTrace> traces;   // with setup.trace: rank 0 every rank's recording, by rank;
+                                   // others their own at [0]
 };
 
 // Runs this rank's party: rank 0 sends the schedule and drives the client; others receive

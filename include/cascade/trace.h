@@ -27,7 +27,9 @@
 //                          model_shape (int[6]: n_layer, d_model, n_head, n_head_kv, d_head,
 //                          n_vocab), d_ff, n_prompt, n_generated, alpha, beta, c, delta, seed,
 //                          strategy, attn_sharding, lm_head, rho, backend ("cpu"), transport
-//                          ("mpi"), wire_precision ("fp32"), world_size, hosts (string[world])
+//                          ("mpi"), wire_precision ("fp32"), world_size, hosts (string[world]),
+//                          bytes_sent, bytes_received, bytes_predicted (the whole run's protocol
+//                          and header bytes, counted at both ends and by the model)
 //   /schedule/comp         int32[n_positions]   CompNode of each position
 //   /schedule/att          int32[n_positions]   attention shard of each position
 //   /schedule/parties      compound[world − 1]  rank, kind (1 comp, 2 attn), k, a, b, observed,
@@ -141,6 +143,9 @@ struct TraceMeta {
   int rho = 0;
   std::string backend = "cpu", transport = "mpi", wire_precision = "fp32";
   int world_size = 0;
+  // Bytes of the whole run (protocol + message headers; reports and traces left out): counted
+  // by the senders, by the receivers, and predicted by the communication model.
+  uint64_t bytes_sent = 0, bytes_received = 0, bytes_predicted = 0;
   std::vector<std::string> hosts;  // per rank
 };
 
@@ -175,10 +180,13 @@ class TraceRecorder {
   void begin(SpanKind kind, int layer);
   void end(SpanCost cost = {});
 
-  // A message, from the transport (see Transport::set_trace_hook): `arrived` parts and payload
-  // are recorded as views when enabled and the message was received.
+  // Index the open span will have in RankTrace::spans (−1 when none is open).
+  int64_t current_span() const { return is_open_ ? open_index_ : -1; }
+
+  // A completed message, from the transport (Transport::set_trace), inside its wait span: as
+  // sent, or as it arrived (parts and payload in arrived order: recorded as views when enabled).
   void message(const Message& msg, bool outgoing, uint64_t wire_bytes, int channel,
-               std::chrono::steady_clock::time_point posted,
+               std::chrono::steady_clock::time_point posted, int64_t post_span,
                std::chrono::steady_clock::time_point completed, const uint8_t* payload);
 
   // Closes the timeline (a last `other` span up to now) and copies the rank's totals in.
@@ -195,7 +203,9 @@ class TraceRecorder {
   int step_ = 0;
   std::chrono::steady_clock::time_point t0_;
   double last_end_ = 0.0;  // end of the last span, where `other` starts
+  double cpu_last_ = 0.0;  // thread CPU time then
   Span open_;
+  int64_t open_index_ = -1;
   bool is_open_ = false;
   std::map<std::tuple<int, int, int, int>, uint64_t> seq_;  // (direction, peer, layer, channel)
 };

@@ -21,10 +21,16 @@
 
 namespace cascade {
 
+class TraceRecorder;
+
 // Called for every message: outgoing = true on the sender when it is posted (as encoded: empty
 // parts dropped), false on the receiver when it has arrived (as decoded). May throw: the
 // exception leaves isend, wait_all or recv_any.
 using AuditHook = std::function<void(const Message& msg, bool outgoing)>;
+// Called with every received message as delivered to its caller: the caller's expected parts
+// (in the caller's order) and the bytes written to the caller's buffer (recv_any: the payload it
+// returns). Tests compare it with the trace's views (what arrived).
+using DeliveryHook = std::function<void(const Message& msg, const uint8_t* payload)>;
 
 class TransportError : public std::runtime_error {
  public:
@@ -85,6 +91,12 @@ class Transport {
   // Names a rank in error messages ("AttnNode (1,2)"); default "rank N".
   void set_peer_namer(std::function<std::string(int)> f) { namer_ = std::move(f); }
   void set_audit_hook(AuditHook hook) { audit_ = std::move(hook); }
+  void set_delivery_hook(DeliveryHook hook) { delivery_ = std::move(hook); }
+  // With a recorder (trace.h), isend is recorded as a `send` span, wait_all and recv_any as a
+  // `wait` span, and every completed message as an event (and a view if the recorder keeps
+  // them). nullptr (the default) records nothing.
+  void set_trace(TraceRecorder* trace) { trace_ = trace; }
+  TraceRecorder* trace() const { return trace_; }  // the roles record their compute spans in it
   void set_timeout(double seconds) { timeout_s_ = seconds; }
   double timeout() const { return timeout_s_; }
   // Largest piece a message is sent in (default 1 GiB; at most 2^31 − 1, MPI counts are int).
@@ -106,6 +118,8 @@ class Transport {
 
   std::function<std::string(int)> namer_;
   AuditHook audit_;
+  DeliveryHook delivery_;
+  TraceRecorder* trace_ = nullptr;
   double timeout_s_ = 300.0;
   uint64_t max_chunk_bytes_ = 1ull << 30;
   ByteCounts sent_, received_;

@@ -1,5 +1,6 @@
 #include "cli_common.h"
 
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -19,6 +20,26 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
   sub->add_option("--top-k", o.sampler.top_k, "Sample among the k most likely tokens (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", o.sampler.seed, "Sampling seed")->capture_default_str();
   sub->add_option("-t,--threads", o.threads, "CPU threads (default: OpenMP/OpenBLAS defaults)")->check(CLI::NonNegativeNumber);
+}
+
+namespace {
+std::string g_command_line;
+}
+
+void set_command_line(int argc, char** argv) {
+  g_command_line.clear();
+  for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
+}
+
+const std::string& command_line() { return g_command_line; }
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 LoadedModel load_model(const std::string& path_in, bool weights) {

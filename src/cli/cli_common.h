@@ -29,6 +29,12 @@ struct GenerateOptions {
 
 void add_generate_options(CLI::App* sub, GenerateOptions& o);
 
+// The command line this process was started with (main.cpp records it), for traces.
+void set_command_line(int argc, char** argv);
+const std::string& command_line();
+// The current time as ISO 8601 UTC, e.g. "2026-11-30T08:15:02Z".
+std::string utc_now();
+
 struct LoadedModel {
   ModelConfig cfg;
   Model model;  // empty unless loaded with weights

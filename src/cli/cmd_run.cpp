@@ -15,9 +15,12 @@
 #include "cascade/mpi_transport.h"
 #include "cascade/protocol.h"
 #include "cascade/reference.h"
+#include "cascade/sha256.h"
+#include "cascade/trace_io.h"
 #include "kernels/softmax.h"
 #include "cli_common.h"
 #include "commands.h"
+#include "git_commit.h"
 #include "plan_common.h"
 
 namespace cascade::cli {
@@ -32,6 +35,9 @@ struct RunOptions {
   bool json = false;
   bool compare_reference = false;
   std::string fault;  // test-only (fault.h)
+  std::string trace;  // --trace FILE
+  bool trace_views = false;
+  bool force = false;
 };
 
 // The single-process reference on the same prompt and tokens, single-threaded, for the
@@ -169,6 +175,46 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const Tokenizer
   }
 }
 
+// Rank 0, after the run: the whole trace, written to --trace.
+void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel& lm,
+                     const std::string& model_path, const std::string& start_time) {
+  Trace tr;
+  TraceMeta& m = tr.meta;
+  m.complete = true;
+  m.views = o.trace_views;
+  m.cascade_version = "0.1";
+  m.git_commit = CASCADE_GIT_COMMIT;
+  m.start_time = start_time;
+  m.command_line = command_line();
+  m.model_name = lm.cfg.name;
+  m.model_source = model_path;
+  m.model_sha256 = to_hex(sha256_file(model_path));
+  m.d_ff = lm.cfg.d_ff;
+  m.n_generated = (int)rep.client.tokens.size();
+  m.rho = o.rho;
+  m.world_size = (int)rep.traces.size();
+  for (const RankTrace& r : rep.traces) m.hosts.push_back(r.host);
+  for (const CommFlow& f : protocol_flows(to_flows(rep.sent))) m.bytes_sent += f.bytes;
+  for (const CommFlow& f : protocol_flows(to_flows(rep.received))) m.bytes_received += f.bytes;
+  for (const CommFlow& f : flows_run(rep.schedule, std::max(1, m.n_generated), 4)) m.bytes_predicted += f.bytes;
+  tr.schedule = rep.schedule;
+  tr.ranks = std::move(rep.traces);
+  write_trace(o.trace, tr);
+  uint64_t bytes = 0;
+  if (FILE* f = std::fopen(o.trace.c_str(), "rb")) {
+    std::fseek(f, 0, SEEK_END);
+    bytes = (uint64_t)std::ftell(f);
+    std::fclose(f);
+  }
+  if (!o.json)
+    std::printf("\ntrace: %s (%s%s). Look at it with\n"
+                "  cascade trace summary %s\n"
+                "  cascade trace export %s --chrome -o %s.json   (open in https://ui.perfetto.dev or chrome://tracing)\n"
+                "  cascade simulate %s --net lan-10g\n",
+                o.trace.c_str(), format_bytes(bytes).c_str(), o.trace_views ? ", with views" : "",
+                o.trace.c_str(), o.trace.c_str(), o.trace.c_str(), o.trace.c_str());
+}
+
 int run(const RunOptions& o) {
   MpiSession mpi;
   set_cpu_threads(o.gen.threads > 0 ? o.gen.threads : 1);  // one core per party by default
@@ -180,6 +226,9 @@ int run(const RunOptions& o) {
   const std::string model_path = o.gen.model.empty() ? default_model_path() : o.gen.model;
 
   CascadeSetup setup;
+  setup.trace = !o.trace.empty();
+  setup.trace_views = o.trace_views;
+  const std::string start_time = utc_now();
   std::optional<LoadedModel> lm;  // rank 0: tokenizer, config, and the weights of the LM head
   std::optional<Model> model;     // CompNodes; AttnNodes never open the model
   setup.model = [&]() -> const Model& {
@@ -191,6 +240,9 @@ int run(const RunOptions& o) {
   if (rank == 0) {
     try {
       if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
+      if (o.trace_views && o.trace.empty()) throw std::invalid_argument("--trace-views needs --trace FILE");
+      // An unwritable trace path fails now, before any compute.
+      if (!o.trace.empty()) check_trace_path(o.trace, o.force);
       lm.emplace(load_model(model_path));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
@@ -241,6 +293,14 @@ int run(const RunOptions& o) {
     rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
   const ByteCheck bytes = check_bytes(rep);
   print_report(o, rep, *lm->tokenizer, wall, exposure, bytes, rc);
+  if (!o.trace.empty()) {
+    try {
+      write_run_trace(o, rep, *lm, model_path, start_time);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cascade run: error: %s\n", e.what());
+      return 5;
+    }
+  }
   if (!bytes.problems.empty()) {
     std::fprintf(stderr, "cascade run: error: the byte counts disagree (sent, received, predicted): %s\n",
                  bytes.problems.front().c_str());
@@ -266,6 +326,12 @@ void add_run_command(CLI::App& app) {
   sub->add_flag("--json", o->json, "Print the result as JSON (rank 0)");
   sub->add_flag("--compare-reference", o->compare_reference,
                 "Afterwards, rank 0 reruns the prompt in the single-process reference (one thread) and reports the logit difference and the compute overhead");
+  sub->add_option("--trace", o->trace,
+                  "Write a per-layer trace of the run to this HDF5 file: every party's spans (compute, send, "
+                  "wait) and messages (layout: include/cascade/trace.h)");
+  sub->add_flag("--trace-views", o->trace_views,
+                "With --trace: also record the bytes of every message each party received (its view; large)");
+  sub->add_flag("--force", o->force, "Overwrite an existing --trace file");
   sub->add_option("--fault", o->fault,
                   "Testing only: KIND:RANK[:LAYER] makes one party misbehave (stall, stall-start, stall-end, "
                   "misroute, leak; see include/cascade/fault.h)")

@@ -12,5 +12,6 @@ void add_plan_command(CLI::App& app);
 void add_comm_model_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_trace_command(CLI::App& app);
 
 }  // namespace cascade::cli

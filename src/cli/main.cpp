@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "cli_common.h"
 #include "commands.h"
 
 namespace {
@@ -19,6 +20,7 @@ bool quiet_rank() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cascade::cli::set_command_line(argc, argv);
   CLI::App app{"Cascade: token-sharded private LLM inference (ICML 2025) on CPUs, GPUs and MPI"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "cascade 0.1");
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
   cascade::cli::add_comm_model_command(app);
   cascade::cli::add_bench_command(app);
   cascade::cli::add_tokenize_command(app);
+  cascade::cli::add_trace_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

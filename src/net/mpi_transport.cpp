@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "cascade/mpi_transport.h"
+#include "cascade/trace.h"
 
 namespace cascade {
 namespace {
@@ -134,7 +135,9 @@ class MpiTransport final : public Transport {
 
   Handle isend(const Message& msg_in, const void* payload) override {
     check_peer(msg_in.dst);
+    if (trace_) trace_->begin(SpanKind::send, msg_in.layer);
     Pending p;
+    p.posted = Clock::now();
     p.outgoing = true;
     p.peer = msg_in.dst;
     p.layer = msg_in.layer;
@@ -161,12 +164,18 @@ class MpiTransport final : public Transport {
       MPI_Isend(p.buf.data() + off, n, MPI_BYTE, p.peer, p.tag, comm_, &p.reqs.back());
     }
     account_send(msg, header_bytes);
+    if (trace_) {
+      p.post_span = trace_->current_span();
+      p.sent = std::move(msg);
+      trace_->end();
+    }
     return add(std::move(p));
   }
 
   Handle irecv(const Message& expected, void* payload) override {
     check_peer(expected.src);
     Pending p;
+    p.posted = Clock::now();
     p.peer = expected.src;
     p.layer = expected.layer;
     p.channel = channel_of(expected);
@@ -179,6 +188,7 @@ class MpiTransport final : public Transport {
   Received recv_any(int src, int layer, CommKind channel) override {
     check_peer(src);
     Pending p;
+    p.posted = Clock::now();
     p.peer = src;
     p.layer = layer;
     p.channel = channel == CommKind::kv ? CommKind::q : channel;
@@ -196,6 +206,7 @@ class MpiTransport final : public Transport {
     const auto t0 = Clock::now();
     for (Handle h : handles)
       if (!pending_.count(h)) throw std::logic_error("wait_all: unknown transport handle");
+    if (trace_ && !handles.empty()) trace_->begin(SpanKind::wait, pending_.at(handles[0]).layer);
     try {
       int spins = 0;
       for (;;) {
@@ -210,6 +221,9 @@ class MpiTransport final : public Transport {
           Pending p = std::move(it->second);
           pending_.erase(it);
           if (!p.outgoing) finish_recv(h, p);
+          else if (trace_)
+            trace_->message(p.sent, true, p.buf.size(), (int)p.tag % kTagsPerLayer, p.posted,
+                            p.post_span, Clock::now(), nullptr);
           progress = true;
         }
         if (all_done) break;
@@ -219,10 +233,12 @@ class MpiTransport final : public Transport {
       abandon(handles);
       handles.clear();
       wait_s_ += seconds_since(t0);
+      if (trace_ && trace_->current_span() >= 0) trace_->end();
       throw;
     }
     handles.clear();
     wait_s_ += seconds_since(t0);
+    if (trace_ && trace_->current_span() >= 0) trace_->end();
   }
 
   // Rank 0 gathers a 0-byte arrival from every rank, then releases them, on tags of its own.
@@ -287,6 +303,9 @@ class MpiTransport final : public Transport {
     int peer = -1, layer = -1, tag = 0;
     CommKind channel = CommKind::q;
     std::vector<MessagePart> given;  // the parts as the caller gave them (send or expected)
+    Message sent;                    // send: the message as encoded (for the trace)
+    Clock::time_point posted;        // when isend or irecv was called
+    int64_t post_span = -1;          // trace: the send span it was posted in
     bool any_size = false;           // recv_any: no expectation
     void* payload = nullptr;         // irecv: where the expected parts go
     std::vector<uint8_t> buf;        // the encoded stream
@@ -417,12 +436,16 @@ class MpiTransport final : public Transport {
     got.dst = rank_;
     account_recv(got, p.buf.size() - got.payload_bytes());
     if (audit_) audit_(got, false);
+    if (trace_)  // as it arrived: parts and payload in arrived order
+      trace_->message(got, false, p.buf.size(), (int)p.channel, p.posted, trace_->current_span(),
+                      Clock::now(), p.buf.data() + offset);
 
     if (p.any_size) {
       if (got.layer != p.layer)
         throw TransportError("unexpected content from " + describe(p) + ": it says layer " +
                              std::to_string(got.layer));
       p.buf.erase(p.buf.begin(), p.buf.begin() + offset);
+      if (delivery_) delivery_(got, p.buf.data());
       any_results_[h] = Received{std::move(got), std::move(p.buf)};
       return;
     }
@@ -455,6 +478,12 @@ class MpiTransport final : public Transport {
       if (source[j] == got.parts.size()) continue;  // an empty part: nothing to copy
       std::memcpy(out, p.buf.data() + arrived_at[source[j]], p.given[j].bytes);
       out += p.given[j].bytes;
+    }
+    if (delivery_) {
+      Message delivered{got.src, got.dst, got.layer, {}};
+      for (const MessagePart& e : p.given)
+        if (!part_is_empty(e)) delivered.parts.push_back(e);
+      delivery_(delivered, static_cast<const uint8_t*>(p.payload));
     }
   }
 

@@ -21,6 +21,7 @@ const char* comm_kind_name(CommKind kind) {
     case CommKind::logits: return "logits";
     case CommKind::header: return "header";
     case CommKind::report: return "report";
+    case CommKind::trace: return "trace";
   }
   return "?";
 }
@@ -61,7 +62,8 @@ uint64_t CommEstimate::by_kind(CommKind kind) const {
     case CommKind::hidden: return hidden;
     case CommKind::logits: return logits;
     case CommKind::header: return header;
-    case CommKind::report: return 0;
+    case CommKind::report:
+    case CommKind::trace: return 0;
   }
   return 0;
 }
@@ -312,7 +314,7 @@ std::vector<CommFlow> flows_run(const Schedule& s, int n_generate, int elem_byte
 std::vector<CommFlow> protocol_flows(const std::vector<CommFlow>& flows) {
   std::vector<CommFlow> out;
   for (const CommFlow& f : flows)
-    if (f.kind != CommKind::report) out.push_back(f);
+    if (f.kind != CommKind::report && f.kind != CommKind::trace) out.push_back(f);
   return out;
 }
 

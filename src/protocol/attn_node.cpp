@@ -1,11 +1,13 @@
 // AttnNode (a, b): no weights. Per layer it gets q rows of attention shard a and k/v rows of
 // shard b, keeps the k/v rows as its KV cache, and answers each CompNode with the partials
 // (m, e, u) of that CompNode's query rows.
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include "cascade/backend.h"
 #include "cascade/protocol.h"
+#include "section.h"
 #include "step.h"
 
 namespace cascade {
@@ -49,6 +51,15 @@ class AttnNode {
     for (int k = 0; k < alpha; ++k) q_pos.insert(q_pos.end(), qk[k].begin(), qk[k].end());
     for (int k = 0; k < alpha; ++k) k_pos_.insert(k_pos_.end(), kvk[k].begin(), kvk[k].end());
 
+    // (query, key) pairs the causal attention scores, for the trace's FLOP counts.
+    uint64_t pairs = 0;
+    TraceRecorder* trace = t_.trace();
+    if (trace) {
+      std::vector<int32_t> keys(k_pos_);
+      std::sort(keys.begin(), keys.end());
+      for (int32_t p : q_pos) pairs += std::upper_bound(keys.begin(), keys.end(), p) - keys.begin();
+    }
+
     std::vector<std::vector<float>> up(alpha), down(alpha);
     std::vector<float> q((size_t)nq * dq);
     std::vector<float> m((size_t)nq * c_.n_head), e(m.size()), u(q.size());
@@ -65,7 +76,7 @@ class AttnNode {
       }
       t_.wait_all(handles);
 
-      timer_.start();
+      Section unpack(timer_, trace, SpanKind::pack, l);
       // Unpack: queries side by side; keys and values appended to this layer's cache.
       std::vector<float>& kc = k_cache_[l];
       std::vector<float>& vc = v_cache_[l];
@@ -78,15 +89,19 @@ class AttnNode {
         kc.insert(kc.end(), r + nqk, r + nqk + nkvk);
         vc.insert(vc.end(), r + nqk + nkvk, r + nqk + 2 * nkvk);
       }
+      unpack.end(cost_copy(4ull * ((size_t)nq * dq + 2ull * nkv * dkv)));
       if (nq > 0) {
+        Section attention(timer_, trace, SpanKind::attention, l);
         PartialAttnArgs pa;
         pa.q = q.data(); pa.q_pos = q_pos.data(); pa.nq = nq;
         pa.k = kc.data(); pa.v = vc.data(); pa.k_pos = k_pos_.data(); pa.nk = (int)k_pos_.size();
         pa.n_head = c_.n_head; pa.n_head_kv = c_.n_head_kv; pa.d_head = c_.d_head; pa.causal = true;
         pa.m = m.data(); pa.e = e.data(); pa.u = u.data();
         be_.partial_attention(pa);
+        attention.end(cost_attention(c_, nq, k_pos_.size(), pairs));
       }
       // Answer each CompNode: m (rows, n_h), e (rows, n_h), u (rows, n_h, d_h).
+      Section pack(timer_, trace, SpanKind::pack, l);
       size_t row0 = 0;
       for (int k = 0; k < alpha; ++k) {
         const size_t nr = qk[k].size();
@@ -99,7 +114,7 @@ class AttnNode {
         std::memcpy(buf.data() + 2 * hn, u.data() + row0 * dq, 4 * hn * c_.d_head);
         row0 += nr;
       }
-      timer_.stop();
+      pack.end(cost_copy(4ull * nq * part_floats));
       for (int k = 0; k < alpha; ++k)
         if (!qk[k].empty())
           handles.push_back(t_.isend({t_.rank(), s_.comp_rank(k), l,

@@ -5,9 +5,9 @@
 #include <stdexcept>
 
 #include "cascade/backend.h"
-#include "cascade/compute_timer.h"
 #include "cascade/layer.h"
 #include "cascade/protocol.h"
+#include "section.h"
 #include "step.h"
 
 namespace cascade {
@@ -85,6 +85,7 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
   for (int i = 0; i < opt.n_generate; ++i) {
     if (i > 0) {  // decode step at position p = last + 1 with the previous token
       const int p = last + 1;
+      if (t.trace()) t.trace()->set_step(i);
       send_control(t, s, {kControlDecode, p});
       const int32_t tok = res.tokens.back();
       t.send({0, s.comp_rank(s.comp[p]), -1, {{CommKind::tokens, {p}, 4}}}, &tok);
@@ -92,9 +93,9 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
     }
     t.recv({s.comp_rank(s.comp[last]), 0, -1, {{row_kind, {last}, 4 * row.size()}}}, row.data());
     if (lm_client) {
-      timer.start();
+      Section head(timer, t.trace(), SpanKind::lm_head, -1);
       final_logits(*backend, *opt.model, row.data(), 1, logits.data());  // (1, n_vocab)
-      timer.stop();
+      head.end(cost_lm_head(s.shape, 1));
     } else {
       logits = row;
     }

@@ -5,6 +5,7 @@
 #include "cascade/backend.h"
 #include "cascade/layer.h"
 #include "cascade/protocol.h"
+#include "section.h"
 #include "step.h"
 
 namespace cascade {
@@ -39,7 +40,8 @@ class CompNode {
     std::vector<int32_t> ids(n);
     t_.recv({0, t_.rank(), -1, {{CommKind::tokens, own, 4ull * n}}}, ids.data());
 
-    timer_.start();
+    TraceRecorder* trace = t_.trace();
+    Section embed(timer_, trace, SpanKind::embed, -1);
     std::vector<int32_t> pos(own.begin(), own.end());
     std::vector<int> row_of(s_.n_positions, -1);  // position → row among own
     for (int i = 0; i < n; ++i) row_of[own[i]] = i;
@@ -54,15 +56,17 @@ class CompNode {
     const size_t nh = (size_t)n * c.n_head;
     std::vector<float> M(beta * nh), E(beta * nh), U(beta * nh * c.d_head);
     embed_tokens(m_, ids.data(), n, h.data());
-    timer_.stop();
+    embed.end(cost_copy(4ull * n * c.d_model));
 
     const size_t part_floats = (size_t)c.n_head * (c.d_head + 2);  // (m, e, u) of one row
     std::vector<std::vector<float>> up(beta * beta), down(beta * beta);
     for (int l = 0; l < c.n_layer; ++l) {
       if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
-      timer_.start();
-      layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data(), ws_);
-      timer_.stop();
+      {
+        Section prepass(timer_, trace, SpanKind::prepass, l);
+        layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data(), ws_);
+        prepass.end(cost_prepass(s_.shape, c.d_ff, n));
+      }
 
       std::vector<Transport::Handle> handles;
       // Post the receives of partials first: AttnNode (a, b) answers for our rows in shard a.
@@ -77,7 +81,8 @@ class CompNode {
         }
       }
       // Then one up message per AttnNode (a, b): q rows in shard a, then k and v rows in shard b.
-      timer_.start();
+      Section pack(timer_, trace, SpanKind::pack, l);
+      uint64_t packed = 0;
       for (int a = 0; a < beta; ++a) {
         for (int b = 0; b < beta; ++b) {
           const std::vector<int>& qa = in_shard[a];
@@ -88,9 +93,10 @@ class CompNode {
           for (int p : qa) w = copy_row(w, q.data(), row_of[p], c.d_q());
           for (int p : kvb) w = copy_row(w, kk.data(), row_of[p], c.d_kv());
           for (int p : kvb) w = copy_row(w, vv.data(), row_of[p], c.d_kv());
+          packed += 4 * buf.size();
         }
       }
-      timer_.stop();
+      pack.end(cost_copy(packed));
       std::vector<Outgoing> out;
       for (int a = 0; a < beta; ++a) {
         for (int b = 0; b < beta; ++b) {
@@ -108,7 +114,7 @@ class CompNode {
       t_.wait_all(handles);
 
       // Scatter the partials to (b, row, head) and merge them.
-      timer_.start();
+      Section merge(timer_, trace, SpanKind::merge, l);
       for (int a = 0; a < beta; ++a) {
         const std::vector<int>& rows = in_shard[a];
         const size_t nr = rows.size();
@@ -126,8 +132,10 @@ class CompNode {
         }
       }
       be_.merge_partials(M.data(), E.data(), U.data(), beta, n, c.n_head, c.d_head, o.data());
+      merge.end(cost_merge(s_.shape, n, beta));
+      Section postpass(timer_, trace, SpanKind::postpass, l);
       layer_postpass(be_, m_, l, h.data(), o.data(), n, ws_);
-      timer_.stop();
+      postpass.end(cost_postpass(s_.shape, c.d_ff, n));
     }
 
     // The owner of the step's last position sends the final row to the client: its hidden
@@ -138,10 +146,10 @@ class CompNode {
       if (s_.lm_head == LmHead::client) {
         t_.send({t_.rank(), 0, -1, {{CommKind::hidden, {step.last()}, 4ull * c.d_model}}}, last);
       } else {
-        timer_.start();
         std::vector<float> logits(c.n_vocab);
+        Section head(timer_, trace, SpanKind::lm_head, -1);
         final_logits(be_, m_, last, 1, logits.data());
-        timer_.stop();
+        head.end(cost_lm_head(s_.shape, 1));
         t_.send({t_.rank(), 0, -1, {{CommKind::logits, {step.last()}, 4ull * c.n_vocab}}},
                 logits.data());
       }

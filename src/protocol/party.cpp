@@ -1,5 +1,7 @@
 // One rank's whole run: role dispatch, then the end-of-run report to rank 0.
 #include <algorithm>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -8,6 +10,7 @@
 
 #include "cascade/backend.h"
 #include "cascade/protocol.h"
+#include "cascade/trace.h"
 #include "cascade/view.h"
 
 namespace cascade {
@@ -89,6 +92,32 @@ class LongerTimeout {
   double saved_;
 };
 
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "?";
+  return buf;
+}
+
+// Every rank's recording to rank 0 (kind trace, outside the protocol), in rank order.
+void gather_traces(Transport& t, RankTrace mine, CascadeReport& rep) {
+  if (t.rank() != 0) {
+    const std::vector<uint8_t> bytes = encode_rank_trace(mine);
+    LongerTimeout patience(t);
+    t.send({t.rank(), 0, -1, {{CommKind::trace, {}, bytes.size()}}}, bytes.data());
+    rep.traces.push_back(std::move(mine));  // others keep their own, as their stats
+    return;
+  }
+  rep.traces.push_back(std::move(mine));
+  for (int r = 1; r < t.size(); ++r) {
+    const Received got = t.recv_any(r, -1, CommKind::trace);
+    RankTrace rt = decode_rank_trace(got.payload.data(), got.payload.size());
+    if (rt.rank != r)
+      throw std::runtime_error("the trace recording from rank " + std::to_string(r) + " says rank " +
+                               std::to_string(rt.rank));
+    rep.traces.push_back(std::move(rt));
+  }
+}
+
 uint64_t total_bytes(const ByteCounts& c) {
   uint64_t n = 0;
   for (const auto& kv : c) n += kv.second;
@@ -119,11 +148,20 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
       else if (check_own) audit->check_outgoing(m);
     });
   };
+  // --trace: this rank's recording, from the barrier's release to the stop message.
+  std::unique_ptr<TraceRecorder> trace;
+  if (setup.trace) trace = std::make_unique<TraceRecorder>(t.rank(), setup.trace_views);
   auto ready = [&] {
     if (setup.fault.is(Fault::Kind::stall_start, t.rank())) hang_forever();
-    LongerTimeout patience(t);
-    t.barrier();  // everyone has loaded what it needs
+    {
+      LongerTimeout patience(t);
+      t.barrier();  // everyone has loaded what it needs
+    }
     start();
+    if (trace) {
+      trace->start();
+      t.set_trace(trace.get());
+    }
   };
   if (t.rank() == 0) {
     rep.schedule = setup.schedule;
@@ -159,6 +197,12 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
   mine.bytes_sent = total_bytes(t.sent());
   mine.messages_sent = t.messages_sent();
   mine.memory = read_memory_stats();
+  if (trace) {
+    t.set_trace(nullptr);  // the reports below are not part of the run
+    trace->finish(mine.wall_s, mine.compute_s, mine.wait_s, mine.bytes_sent, mine.messages_sent, mine.memory);
+    trace->data().party = rep.schedule.role_of_rank(t.rank()).name();
+    trace->data().host = host_name();
+  }
   if (setup.fault.is(Fault::Kind::stall_end, t.rank())) hang_forever();
   // Point-to-point, with the timeout: a rank that died at the end is named, not waited for.
   if (t.rank() == 0) {
@@ -178,6 +222,7 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     t.send({t.rank(), 0, -1, {{CommKind::report, {}, report.size()}}}, report.data());
     rep.stats.push_back(mine);
   }
+  if (trace) gather_traces(t, std::move(trace->data()), rep);
   return rep;
 }
 

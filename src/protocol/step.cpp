@@ -1,5 +1,7 @@
 #include "step.h"
 
+#include "cascade/trace.h"
+
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -24,6 +26,7 @@ void serve_steps(Transport& t, const Schedule& s, const std::function<void(const
     if (c.command != kControlDecode || c.position < s.n_prompt || c.position >= s.n_positions)
       throw std::runtime_error("bad control message from the client (command " +
                                std::to_string(c.command) + ", position " + std::to_string(c.position) + ")");
+    if (t.trace()) t.trace()->set_step(c.position - s.n_prompt + 1);
     run_step(Step::decode(c.position));
   }
 }

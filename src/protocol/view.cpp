@@ -52,8 +52,8 @@ std::string part_problem(const Schedule& s, const RankRole& from, const RankRole
       return "decode position " + str(pos[0]) + " is a prompt position";
     return "";
   }
-  if (kind == CommKind::report) {
-    if (to.kind != RankRole::client) return "end-of-run reports go to the client only";
+  if (kind == CommKind::report || kind == CommKind::trace) {
+    if (to.kind != RankRole::client) return "end-of-run reports and traces go to the client only";
     if (!client_layer || !pos.empty()) return "a report is outside the layers and carries no positions";
     return "";
   }
