@@ -11,11 +11,26 @@
 #include <vector>
 
 #include "cascade/model_config.h"
+#include "cascade/synthetic.h"
 #include "cascade/weight_cache.h"
 
 namespace cascade {
 
 class GgufFile;
+
+// What `--model` names: a GGUF file, or a synthetic model (synthetic.h) cut to its first
+// `layers` layers, with weights from `weight_seed`.
+struct ModelSpec {
+  std::string path;  // a GGUF file, or "synthetic:NAME"
+  int layers = 0;    // synthetic only: keep the first L layers (0: all of them)
+  uint64_t weight_seed = kDefaultWeightSeed;  // synthetic only
+  bool synthetic() const { return is_synthetic(path); }
+};
+
+// The dims of `spec` (a GGUF's header, or the synthetic table) without loading weights.
+// Throws for an unknown synthetic name, a layer count out of range, or `layers` given with a
+// GGUF file.
+ModelConfig model_config(const ModelSpec& spec);
 
 // Pointers into Model::weights.
 struct LayerWeights {
@@ -42,8 +57,14 @@ struct Model {
   // checking every tensor's shape against the config. `report`, if given, says what was done.
   static Model load(const GgufFile& gguf, const WeightLoadOptions& opt = {},
                     WeightLoadReport* report = nullptr);
+  // A GGUF file or "synthetic:NAME" (all layers, the default weight seed).
   static Model load(const std::string& path, const WeightLoadOptions& opt = {},
                     WeightLoadReport* report = nullptr);
+  // A GGUF file or a synthetic model: generated once into the weight cache, then mapped.
+  static Model load(const ModelSpec& spec, const WeightLoadOptions& opt = {},
+                    WeightLoadReport* report = nullptr);
+  // The Model over `store`, whose tensors are weight_specs(cfg): checks every tensor's size.
+  static Model from_store(const ModelConfig& cfg, std::shared_ptr<const WeightStore> store);
 
   // The tensors of a store for `cfg`: token_embd, output_norm, output (unless tied), and per
   // layer blk.<l>.{attn_norm, attn_qkv, attn_output, ffn_norm, ffn_gate_up, ffn_down}, where

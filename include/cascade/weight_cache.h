@@ -2,9 +2,16 @@
 // a file that every process on a node mmaps read-only, so that the ranks of a node share one
 // copy through the page cache instead of holding one private copy each (DESIGN.md).
 //
-// Name and place. `<model basename>.<first 16 hex of the model's sha256>.<layout tag>.cache`,
-// e.g. SmolLM2-135M-Instruct.Q4_1.gguf.b179c9523d0e6a0f.f32.cache, in the first of
-//   $CASCADE_CACHE_DIR (when set, the only place tried), the model's own directory,
+// Origin and key. The weights come from a GGUF file (dequantised; keyed by the file's sha256)
+// or from a synthetic model's generator (synthetic.h; keyed by the sha256 of its spec: name,
+// layers, seed, layout, generator version). Only the WeightOrigin differs; the file, its checks
+// and its locking are the same.
+//
+// Name and place. `<stem>.<first 16 hex of the key>.<layout tag>.cache`, where the stem is the
+// GGUF's basename or `synthetic-<name>-L<layers>`, e.g.
+// SmolLM2-135M-Instruct.Q4_1.gguf.b179c9523d0e6a0f.f32.cache, in the first of
+//   $CASCADE_CACHE_DIR (when set, the only place tried), the origin's home directory (the
+//   GGUF's own directory; data/models/ under the source tree for a synthetic model),
 //   $XDG_CACHE_HOME/cascade or else ~/.cache/cascade
 // that holds a valid cache or where one can be built. With none, the weights are loaded into
 // private memory (one warning line on stderr).
@@ -14,7 +21,7 @@
 //   8    u32  version          1
 //   12   u32  alignment        64: every tensor's offset is a multiple of it
 //   16   char layout[32]       how tensors are stored, NUL-padded: "f32 row-major v1"
-//   48   u8   model_sha256[32] of the GGUF file the weights come from
+//   48   u8   key_sha256[32]   the key: the GGUF file's sha256, or the synthetic spec's
 //   80   u64  dims[9]          n_layer, d_model, n_head, n_head_kv, d_head, d_ff, n_vocab,
 //                              n_ctx, tied_output
 //   152  u64  file_size
@@ -22,7 +29,7 @@
 //   168  n_tensors × { char name[48], NUL-padded; u64 offset (from the file start);
 //                      u64 n_elements }
 //   ...  tensor data at the offsets, zero padding between
-// Everything is checked on open (magic, version, layout, digest, dims, file size, every table
+// Everything is checked on open (magic, version, layout, key, dims, file size, every table
 // entry against the file and the expected tensors); a file that fails is rebuilt.
 //
 // Concurrency: the α ranks of a node start together. One builds the file: it holds an
@@ -33,12 +40,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cascade/model_config.h"
+#include "cascade/sha256.h"
 
 namespace cascade {
 
@@ -61,6 +70,7 @@ inline constexpr WeightLayout kLayoutF32{"f32", "f32 row-major v1"};
 
 // One tensor of a store and how it is made: the rows of GGUF tensors, one after the other
 // (a single part for a plain tensor). Each part is checked to have shape ne = [ne0, ne1].
+// A synthetic model has no GGUF: it generates each part's values from the part's name.
 struct WeightPart {
   std::string gguf_name;
   uint64_t ne0 = 0, ne1 = 1;
@@ -120,31 +130,55 @@ struct WeightLoadOptions {
   WeightLoadOptions(WeightSource s) : source(s) {}
 };
 
+// Where a store's tensors come from, and the key of its cache file (see the top of this file).
+struct WeightOrigin {
+  std::string label;      // names the weights in messages: the GGUF path, or the synthetic spec
+  std::string file_stem;  // the cache file: <file_stem>.<16 hex of the key>.<layout tag>.cache
+  std::string home_dir;   // tried first after $CASCADE_CACHE_DIR
+  std::string verb = "dequantised";  // what `fill` does, in the line printed after a build:
+                                     // "weights: <verb> to <path> (<size>) in <time>"
+  // The key. Called only when a cache file is used, since it may be slow (hashing a GGUF file):
+  // its time is WeightLoadReport::hash_s.
+  std::function<Sha256()> key;
+  // Writes the ne0·ne1 floats of `part` at `out`.
+  std::function<void(const WeightPart& part, float* out)> fill;
+};
+
+// A GGUF file's weights, dequantised; keyed by its sha256. Holds a reference to `gguf`.
+WeightOrigin gguf_weight_origin(const GgufFile& gguf);
+
 // What a load did (for tests, benchmarks and reports).
 struct WeightLoadReport {
   std::string cache_path;       // the file mapped; "" when in private memory
-  bool built = false;           // this call dequantised the model and wrote cache_path
+  bool built = false;           // this call made the weights (dequantised or generated) and wrote cache_path
   std::string rebuilt_because;  // why an existing file at cache_path was replaced ("" if none was)
   bool fell_back = false;       // WeightSource::cache, but no usable location: private memory
   uint64_t bytes = 0;           // size of the store (the weights plus the header)
-  double hash_s = 0;            // hashing the model
-  double build_s = 0;           // dequantising and writing (0 when the cache was reused)
+  double hash_s = 0;            // computing the key (hashing the GGUF file)
+  double build_s = 0;           // dequantising or generating, and writing (0 when reused)
   double total_s = 0;
 };
 
-// The tensors of `specs` from `gguf`, as `opt` says. Checks every part's shape first (errors
-// name the tensor). Prints one line on stderr when it builds a cache file (and why, when it
-// replaces one), and when it falls back to private memory.
+// The tensors of `specs` from `origin`, as `opt` says. Prints one line on stderr when it builds
+// a cache file (and why, when it replaces one), and when it falls back to private memory.
+std::shared_ptr<const WeightStore> load_weights(const WeightOrigin& origin, const ModelConfig& cfg,
+                                                const std::vector<WeightSpec>& specs,
+                                                const WeightLoadOptions& opt = {},
+                                                WeightLoadReport* report = nullptr);
+// The same from a GGUF file, after checking every part's shape (errors name the tensor).
 std::shared_ptr<const WeightStore> load_weights(const GgufFile& gguf, const ModelConfig& cfg,
                                                 const std::vector<WeightSpec>& specs,
                                                 const WeightLoadOptions& opt = {},
                                                 WeightLoadReport* report = nullptr);
 
-// `<basename of model_path>.<first 16 hex of the digest>.<layout tag>.cache`
-std::string weight_cache_file_name(const std::string& model_path, const std::string& sha256_hex,
+// `<basename of stem_or_path>.<first 16 hex of the key>.<layout tag>.cache`
+std::string weight_cache_file_name(const std::string& stem_or_path, const std::string& sha256_hex,
                                    const WeightLayout& layout = kLayoutF32);
 
-// The directories tried for `model_path`, in order (see the top of this file).
+// The directories tried, in order: $CASCADE_CACHE_DIR alone when set; else `home_dir`, then
+// $XDG_CACHE_HOME/cascade or ~/.cache/cascade.
+std::vector<std::string> weight_cache_dirs_from(const std::string& home_dir);
+// The same for a GGUF file: its home is its own directory.
 std::vector<std::string> weight_cache_dirs(const std::string& model_path);
 
 }  // namespace cascade

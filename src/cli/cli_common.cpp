@@ -6,14 +6,43 @@
 #include <stdexcept>
 
 #include "cascade/gguf.h"
+#include "cascade/synthetic.h"
 
 namespace cascade::cli {
 
+void add_model_options(CLI::App* sub, ModelOptions& o, bool weights, const std::string& model_help) {
+  sub->add_option("-m,--model", o.spec.path,
+                  "GGUF model file, or synthetic:NAME, a llama shape with generated weights (" +
+                      synthetic_names() + "); " + model_help);
+  sub->add_option("--layers", o.spec.layers,
+                  "Synthetic models: keep the first L layers (1 ≤ L ≤ the model's; default all)")
+      ->check(CLI::PositiveNumber);
+  if (weights)
+    sub->add_option("--weight-seed", o.spec.weight_seed, "Synthetic models: seed of the generated weights")
+        ->capture_default_str()
+        ->each([&o](const std::string&) { o.weight_seed_given = true; });
+}
+
+ModelSpec resolve_model(const ModelOptions& o) {
+  ModelSpec s = o.spec;
+  if (s.path.empty()) s.path = default_model_path();
+  if (o.weight_seed_given && !s.synthetic())
+    throw std::invalid_argument("--weight-seed is for synthetic models (synthetic:NAME); '" + s.path +
+                                "' is a GGUF file, whose weights are its own");
+  return s;
+}
+
 void add_generate_options(CLI::App* sub, GenerateOptions& o) {
-  sub->add_option("-m,--model", o.model, "GGUF model file (default: data/models/SmolLM2-135M-Instruct.Q4_1.gguf, or $CASCADE_MODEL)");
-  sub->add_option("-p,--prompt", o.prompt, "Prompt text")->capture_default_str();
-  sub->add_option("-f,--prompt-file", o.prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
-  sub->add_flag("--raw", o.raw, "Use the prompt as is (default: wrap it in the model's chat template)");
+  add_model_options(sub, o.model, /*weights=*/true);
+  auto text = [&o](const std::string&) { o.text_given = true; };
+  sub->add_option("-p,--prompt", o.prompt, "Prompt text")->capture_default_str()->each(text);
+  sub->add_option("-f,--prompt-file", o.prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile)->each(text);
+  sub->add_flag("--raw", o.raw, "Use the prompt as is (default: wrap it in the model's chat template)")->each(text);
+  sub->add_option("--tokens", o.tokens,
+                  "A prompt of N token ids drawn uniformly from the vocabulary instead of text (the prompt of "
+                  "synthetic models, default " + std::to_string(kDefaultSyntheticTokens) + " for them)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--prompt-seed", o.prompt_seed, "Seed of the --tokens prompt")->capture_default_str();
   sub->add_option("-n,--n-predict", o.n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
   sub->add_option("--temperature", o.sampler.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
@@ -42,22 +71,36 @@ std::string utc_now() {
   return buf;
 }
 
-LoadedModel load_model(const std::string& path_in, bool weights) {
-  const std::string path = path_in.empty() ? default_model_path() : path_in;
-  std::ifstream probe(path);
+std::string LoadedModel::token_output(int32_t tok, bool first) const {
+  if (tokenizer) return tokenizer->token_to_piece(tok);
+  return (first ? "" : " ") + std::to_string(tok);
+}
+
+LoadedModel load_model(const ModelSpec& spec, bool weights) {
+  LoadedModel lm;
+  lm.spec = spec;
+  if (spec.synthetic()) {  // no file, no tokenizer
+    lm.cfg = model_config(spec);
+    if (weights) lm.model = Model::load(spec);
+    return lm;
+  }
+  std::ifstream probe(spec.path);
   if (!probe)
-    throw std::runtime_error("model file '" + path + "' not found (run scripts/fetch-model, or pass --model)");
-  GgufFile g(path);
-  LoadedModel lm{ModelConfig::from_gguf(g), weights ? Model::load(g) : Model{},
-                 std::make_unique<Tokenizer>(g), false};
+    throw std::runtime_error("model file '" + spec.path + "' not found (run scripts/fetch-model, or pass --model)");
+  model_config(spec);  // refuses --layers with a GGUF file before anything is loaded
+  GgufFile g(spec.path);
+  lm.cfg = ModelConfig::from_gguf(g);
+  if (weights) lm.model = Model::load(g);
+  lm.tokenizer = std::make_unique<Tokenizer>(g);
   lm.chatml = g.has("tokenizer.chat_template") &&
               g.get_string("tokenizer.chat_template").find("<|im_start|>") != std::string::npos;
   return lm;
 }
 
-std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions& o) {
+namespace {
+
+std::vector<int32_t> encode_text(const LoadedModel& lm, const GenerateOptions& o) {
   const Tokenizer& tok = *lm.tokenizer;
-  const ModelConfig& cfg = lm.cfg;
   std::string text = o.prompt;
   if (!o.prompt_file.empty()) {
     std::ifstream in(o.prompt_file, std::ios::binary);
@@ -73,6 +116,23 @@ std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions&
   if (!o.raw) text = "<|im_start|>user\n" + text + "<|im_end|>\n<|im_start|>assistant\n";
   std::vector<int32_t> ids = tok.encode(text);
   if (tok.add_bos()) ids.insert(ids.begin(), tok.bos_id());
+  return ids;
+}
+
+}  // namespace
+
+std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions& o) {
+  const ModelConfig& cfg = lm.cfg;
+  if (o.tokens > 0 && o.text_given)
+    throw std::invalid_argument("give the prompt either as text (--prompt, --prompt-file, --raw) or as --tokens N, not both");
+  if (!lm.tokenizer && o.text_given)
+    throw std::invalid_argument(lm.spec.path + " has no tokenizer, so --prompt, --prompt-file and --raw do not "
+                                "apply: give the prompt as --tokens N (random token ids, --prompt-seed S)");
+  std::vector<int32_t> ids;
+  if (o.tokens > 0 || !lm.tokenizer)
+    ids = synthetic_prompt(o.tokens > 0 ? o.tokens : kDefaultSyntheticTokens, cfg.n_vocab, o.prompt_seed);
+  else
+    ids = encode_text(lm, o);
   if (ids.empty()) throw std::invalid_argument("the prompt encodes to no tokens");
   if ((int)ids.size() + o.n_predict > cfg.n_ctx)
     throw std::invalid_argument("prompt (" + std::to_string(ids.size()) + " tokens) plus " +

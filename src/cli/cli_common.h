@@ -1,4 +1,5 @@
-// Options and helpers shared by the subcommands that run a model (generate, bench, run).
+// Options and helpers shared by the subcommands that take a model (generate, run, bench, plan,
+// comm-model): --model names a GGUF file or synthetic:NAME, in every one of them alike.
 #pragma once
 
 #include <memory>
@@ -15,12 +16,30 @@ namespace cascade::cli {
 
 inline constexpr const char* kDefaultPrompt =
     "Explain in two sentences why the sky is blue.";
+// Prompt length of a synthetic model when --tokens is not given.
+inline constexpr int kDefaultSyntheticTokens = 32;
+
+// --model, --layers (and --weight-seed where weights are used).
+struct ModelOptions {
+  ModelSpec spec;  // spec.path "": the command's default
+  bool weight_seed_given = false;
+};
+// `weights`: the command loads weights, so --weight-seed applies. `model_help` describes the
+// default of --model.
+void add_model_options(CLI::App* sub, ModelOptions& o, bool weights,
+                       const std::string& model_help = "default: data/models/SmolLM2-135M-Instruct.Q4_1.gguf, or $CASCADE_MODEL");
+// The spec to load: "" → default_model_path(). Throws for --weight-seed with a GGUF file
+// (--layers is checked when the model is opened).
+ModelSpec resolve_model(const ModelOptions& o);
 
 struct GenerateOptions {
-  std::string model;   // empty: default_model_path()
+  ModelOptions model;
   std::string prompt = kDefaultPrompt;
   std::string prompt_file;
   bool raw = false;    // no chat template
+  bool text_given = false;  // --prompt, --prompt-file or --raw was given
+  int tokens = 0;      // --tokens N: N random token ids instead of a text prompt (0: not given)
+  uint64_t prompt_seed = kDefaultPromptSeed;
   int n_predict = 32;
   bool ignore_eos = false;
   int threads = 0;
@@ -36,16 +55,23 @@ const std::string& command_line();
 std::string utc_now();
 
 struct LoadedModel {
+  ModelSpec spec;
   ModelConfig cfg;
   Model model;  // empty unless loaded with weights
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Tokenizer> tokenizer;  // nullptr for a synthetic model (it has none)
   bool chatml = false;  // the GGUF's chat template is ChatML (<|im_start|>role ... <|im_end|>)
-};
-// "" → default_model_path(). Without weights: config and tokenizer only (the client's needs).
-LoadedModel load_model(const std::string& path, bool weights = true);
 
-// Reads --prompt-file if given, applies the chat template unless --raw, tokenises; throws on
-// an empty prompt or one longer than the model's context.
+  int32_t eos_id() const { return tokenizer ? tokenizer->eos_id() : -1; }
+  // How a generated token is printed: its text, or (no tokenizer) its id, space-separated.
+  std::string token_output(int32_t tok, bool first) const;
+};
+// Without weights: config and tokenizer only. Throws naming the file when a GGUF is missing.
+LoadedModel load_model(const ModelSpec& spec, bool weights = true);
+
+// The prompt's token ids: --tokens N random ids (from --prompt-seed), or the text of --prompt /
+// --prompt-file in the chat template unless --raw, tokenised. A synthetic model without
+// --tokens gets kDefaultSyntheticTokens random ids. Throws on an empty prompt, one longer than
+// the model's context, a text prompt for a model without tokenizer, or both kinds at once.
 std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions& o);
 
 }  // namespace cascade::cli

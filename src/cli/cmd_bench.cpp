@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "cascade/memory_stats.h"
 #include "cascade/reference.h"
 #include "cascade/sim.h"
+#include "cascade/synthetic.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "kernels/softmax.h"
@@ -29,7 +31,7 @@ namespace cascade::cli {
 namespace {
 
 struct BenchOptions {
-  std::string model;
+  ModelOptions model;
   int tokens = 128;
   int decode = 32;
   int runs = 5;
@@ -43,9 +45,11 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// A prompt of exactly n tokens: a fixed English paragraph, repeated as needed.
-std::vector<int32_t> bench_prompt(const Tokenizer& tok, int n) {
-  const std::vector<int32_t> para = tok.encode(
+// A prompt of exactly n tokens: a fixed English paragraph, repeated as needed (random ids
+// for a model without tokenizer).
+std::vector<int32_t> bench_prompt(const LoadedModel& lm, int n) {
+  if (!lm.tokenizer) return synthetic_prompt(n, lm.cfg.n_vocab);
+  const std::vector<int32_t> para = lm.tokenizer->encode(
       "The history of the printing press begins in the fifteenth century, when movable type "
       "made books cheap enough for ordinary readers. Within fifty years presses had spread to "
       "more than two hundred cities, and the number of books in Europe grew from thousands to "
@@ -61,9 +65,12 @@ void run_bench_generate(const BenchOptions& o) {
   set_cpu_threads(o.threads);
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
-  const LoadedModel lm = load_model(o.model);
+  const LoadedModel lm = load_model(resolve_model(o.model));
   const double t_load = std::chrono::duration<double>(clock::now() - t0).count();
-  const std::vector<int32_t> prompt = bench_prompt(*lm.tokenizer, o.tokens);
+  if (o.tokens + o.decode > lm.cfg.n_ctx)
+    throw std::invalid_argument("--tokens " + std::to_string(o.tokens) + " + --decode " + std::to_string(o.decode) +
+                                " exceeds the model context of " + std::to_string(lm.cfg.n_ctx));
+  const std::vector<int32_t> prompt = bench_prompt(lm, o.tokens);
   const int n_vocab = lm.model.cfg.n_vocab;
   std::vector<double> prefill_tps, decode_tps;
   if (!o.json)
@@ -101,9 +108,9 @@ void run_bench_generate(const BenchOptions& o) {
 // GEMM throughput of the CPU backend for a layer's weight shapes at several row counts: a
 // CompNode of a Cascade run multiplies N/α rows by every weight matrix, so this shows what
 // splitting the rows costs (BLAS packs the whole weight matrix whatever the row count).
-void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, const std::string& model) {
+void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, const ModelOptions& model) {
   set_cpu_threads(threads);
-  const ModelConfig c = load_model(model, false).cfg;
+  const ModelConfig c = model_config(resolve_model(model));
   struct Shape { int out, in; };
   const Shape shapes[] = {{c.d_q() + 2 * c.d_kv(), c.d_model},   // Q|K|V
                           {c.d_model, c.d_q()},                   // O
@@ -138,7 +145,7 @@ void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, co
 // private dequantisation (--memory, what every process did before the cache). A mapped cache is
 // paged in lazily, so touching every page is timed too.
 struct LoadOptions {
-  std::string model;
+  ModelOptions model;
   std::string cache_dir;
   bool memory = false;
   int threads = 1;
@@ -147,12 +154,13 @@ struct LoadOptions {
 
 void run_bench_load(const LoadOptions& o) {
   set_cpu_threads(o.threads);
-  const std::string path = o.model.empty() ? default_model_path() : o.model;
+  const ModelSpec spec = resolve_model(o.model);
+  const std::string& path = spec.path;
   WeightLoadOptions wo(o.memory ? WeightSource::memory : WeightSource::cache);
   wo.cache_dir = o.cache_dir;
   WeightLoadReport r;
   const auto t0 = std::chrono::steady_clock::now();
-  const Model m = Model::load(path, wo, &r);
+  const Model m = Model::load(spec, wo, &r);
   const auto t1 = std::chrono::steady_clock::now();
   double sink = 0;
   const uint8_t* p = m.weights->data();
@@ -164,7 +172,7 @@ void run_bench_load(const LoadOptions& o) {
   const std::string what = o.memory ? "private memory" : r.fell_back ? "private memory (fallback)"
                            : r.built ? "built " + r.cache_path : "mapped " + r.cache_path;
   if (o.json) {
-    nlohmann::json j = {{"model", path}, {"source", o.memory ? "memory" : "cache"},
+    nlohmann::json j = {{"model", path}, {"n_layer", m.cfg.n_layer}, {"source", o.memory ? "memory" : "cache"},
                         {"cache_path", r.cache_path}, {"built", r.built}, {"fell_back", r.fell_back},
                         {"bytes", r.bytes}, {"load_s", load_s}, {"hash_s", r.hash_s},
                         {"build_s", r.build_s}, {"touch_s", touch_s},
@@ -173,9 +181,13 @@ void run_bench_load(const LoadOptions& o) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("# bench load: %s, %d threads\n", path.c_str(), o.threads);
-  std::printf("load %.3f s (sha256 %.3f s, dequantise + write %.3f s): %s, %.0f MB\n", load_s,
-              r.hash_s, r.build_s, what.c_str(), r.bytes / 1e6);
+  std::printf("# bench load: %s (%d layers), %d threads\n", path.c_str(), m.cfg.n_layer, o.threads);
+  if (spec.synthetic())
+    std::printf("load %.3f s (key %.3f s, generate + write %.3f s): %s, %.0f MB\n", load_s, r.hash_s,
+                r.build_s, what.c_str(), r.bytes / 1e6);
+  else
+    std::printf("load %.3f s (sha256 %.3f s, dequantise + write %.3f s): %s, %.0f MB\n", load_s,
+                r.hash_s, r.build_s, what.c_str(), r.bytes / 1e6);
   std::printf("touching every page: %.3f s; then RssAnon %.0f MB, RssFile %.0f MB\n", touch_s,
               ms.rss_anon_kb / 1024.0, ms.rss_file_kb / 1024.0);
   if (sink < 0) std::printf("\n");  // keeps the reads
@@ -353,7 +365,7 @@ void add_bench_command(CLI::App& app) {
   bench->require_subcommand(1);
   auto o = std::make_shared<BenchOptions>();
   CLI::App* gen = bench->add_subcommand("generate", "Prefill and decode tokens/s of the single-process reference");
-  gen->add_option("-m,--model", o->model, "GGUF model file (default: the default model)");
+  add_model_options(gen, o->model, /*weights=*/true);
   gen->add_option("--tokens", o->tokens, "Prompt tokens")->capture_default_str()->check(CLI::Range(1, 8192));
   gen->add_option("--decode", o->decode, "Tokens to decode")->capture_default_str()->check(CLI::Range(1, 4096));
   gen->add_option("--runs", o->runs, "Timed runs (after one warm-up); the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
@@ -364,17 +376,17 @@ void add_bench_command(CLI::App& app) {
   auto rows = std::make_shared<std::vector<int>>(std::vector<int>{128, 64, 32, 16, 8});
   auto gemm_runs = std::make_shared<int>(20);
   auto gemm_threads = std::make_shared<int>(1);
-  auto gemm_model = std::make_shared<std::string>();
+  auto gemm_model = std::make_shared<ModelOptions>();
   CLI::App* gemm = bench->add_subcommand("gemm", "GEMM throughput of one layer's weights at several row counts");
   gemm->add_option("--rows", *rows, "Row counts")->capture_default_str()->check(CLI::Range(1, 65536));
   gemm->add_option("--runs", *gemm_runs, "Timed runs per row count (median)")->capture_default_str()->check(CLI::Range(1, 100000));
   gemm->add_option("-t,--threads", *gemm_threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);
-  gemm->add_option("-m,--model", *gemm_model, "GGUF model whose shapes to use (default: the default model)");
+  add_model_options(gemm, *gemm_model, /*weights=*/false);
   gemm->callback([=] { run_bench_gemm(*rows, *gemm_runs, *gemm_threads, *gemm_model); });
 
   auto lo = std::make_shared<LoadOptions>();
   CLI::App* load = bench->add_subcommand("load", "Time one load of the weights (weight cache or private memory)");
-  load->add_option("-m,--model", lo->model, "GGUF model file (default: the default model)");
+  add_model_options(load, lo->model, /*weights=*/true);
   load->add_option("--cache-dir", lo->cache_dir, "Weight cache directory (default: $CASCADE_CACHE_DIR, next to the model, ~/.cache/cascade)");
   load->add_flag("--memory", lo->memory, "Dequantise into private memory (no cache file)");
   load->add_option("-t,--threads", lo->threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);

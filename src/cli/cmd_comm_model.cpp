@@ -11,6 +11,7 @@
 #include "cascade/comm_model.h"
 #include "cascade/model_config.h"
 #include "cascade/schedule.h"
+#include "cli_common.h"
 #include "commands.h"
 #include "plan_common.h"
 
@@ -24,12 +25,12 @@ struct CommModelOptions {
   int generate = 32;
   int elem_bytes = 4;
   bool json = false;
-  std::string model;
+  ModelOptions model;
 };
 
 void run_comm_model(const CommModelOptions& o) {
   std::string source;
-  const ModelConfig cfg = plan_model_config(o.model, &source);
+  const ModelConfig cfg = plan_model_config(o.model.spec, &source);
   ScheduleParams sp = o.sched;
   // Like cascade run -n G: the prompt, then one position per decode step (G − 1); one more is
   // planned so that a decode step can be shown even when G = 1.
@@ -114,7 +115,7 @@ void add_comm_model_command(CLI::App& app) {
   sub->add_option("-n,--tokens", o->tokens, "Prompt tokens N")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   sub->add_option("-g,--generate", o->generate, "Tokens the run samples, as cascade run -n (≥ 1; the prefill gives the first)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   sub->add_option("--bytes", o->elem_bytes, "Bytes per element in transit (4 fp32, 2 bf16)")->capture_default_str()->check(CLI::Range(1, 8));
-  sub->add_option("-m,--model", o->model, "GGUF file for the model dims (default: built-in SmolLM2-135M dims)");
+  add_model_options(sub, o->model, /*weights=*/false, "for the dims; default: built-in SmolLM2-135M dims");
   sub->add_flag("--json", o->json, "Print JSON");
   sub->callback([o] { run_comm_model(*o); });
 }

@@ -21,11 +21,15 @@ void add_generate_command(CLI::App& app) {
   add_generate_options(sub, *opt);
   sub->callback([opt] {
     set_cpu_threads(opt->threads);
-    const LoadedModel lm = load_model(opt->model);
+    const LoadedModel lm = load_model(resolve_model(opt->model));
     const std::vector<int32_t> prompt = encode_prompt(lm, *opt);
     Reference ref(lm.model);
     Sampler sampler(opt->sampler);
-    std::fprintf(stderr, "prompt: %zu tokens\n", prompt.size());
+    if (lm.tokenizer && opt->tokens == 0)
+      std::fprintf(stderr, "prompt: %zu tokens\n", prompt.size());
+    else  // no text to show: the output is token ids
+      std::fprintf(stderr, "prompt: %zu random token ids (--prompt-seed %llu)\n", prompt.size(),
+                   (unsigned long long)opt->prompt_seed);
 
     using clock = std::chrono::steady_clock;
     auto t0 = clock::now();
@@ -36,9 +40,9 @@ void add_generate_command(CLI::App& app) {
     t0 = clock::now();
     for (int i = 0; i < opt->n_predict; ++i) {
       const int32_t tok = sampler.sample(logits.data(), lm.model.cfg.n_vocab);
-      if (tok == lm.tokenizer->eos_id() && !opt->ignore_eos) break;
+      if (tok == lm.eos_id() && !opt->ignore_eos) break;
+      std::fputs(lm.token_output(tok, out.empty()).c_str(), stdout);
       out.push_back(tok);
-      std::fputs(lm.tokenizer->token_to_piece(tok).c_str(), stdout);
       std::fflush(stdout);
       if (i + 1 == opt->n_predict || ref.n_past() >= lm.model.cfg.n_ctx) break;
       logits = ref.forward({tok});

@@ -13,9 +13,9 @@
 
 #include "cascade/comm_model.h"
 #include "cascade/exposure.h"
-#include "cascade/gguf.h"
 #include "cascade/model_config.h"
 #include "cascade/schedule.h"
+#include "cli_common.h"
 #include "commands.h"
 #include "plan_common.h"
 
@@ -50,15 +50,15 @@ void add_schedule_options(CLI::App* sub, ScheduleParams& p) {
       ->default_str("client");
 }
 
-// The model's dims: from a GGUF when a path is given, else SmolLM2-135M's built-in dims.
-ModelConfig plan_model_config(const std::string& gguf_path, std::string* source) {
-  if (gguf_path.empty()) {
+ModelConfig plan_model_config(const ModelSpec& spec, std::string* source) {
+  if (spec.path.empty()) {
+    if (spec.layers != 0)
+      throw std::invalid_argument("--layers is for synthetic models: give --model synthetic:NAME");
     *source = "built-in SmolLM2-135M dims (no --model given)";
     return smollm2_135m_config();
   }
-  GgufFile g(gguf_path);
-  ModelConfig cfg = ModelConfig::from_gguf(g);
-  *source = gguf_path;
+  const ModelConfig cfg = model_config(spec);
+  *source = spec.path;  // the layer count is printed beside it
   return cfg;
 }
 
@@ -157,7 +157,7 @@ struct PlanOptions {
   bool insecure = false;
   bool json = false;
   int elem_bytes = 4;
-  std::string model;
+  ModelOptions model;
 };
 
 std::string ranges_str(const std::vector<std::pair<int, int>>& runs, size_t max_runs = 12) {
@@ -241,7 +241,7 @@ void print_comm(const CommEstimate& e, const ModelConfig& cfg, const std::string
 
 void run_plan(const PlanOptions& o) {
   std::string source;
-  const ModelConfig cfg = plan_model_config(o.model, &source);
+  const ModelConfig cfg = plan_model_config(o.model.spec, &source);
   ScheduleParams sp = o.sched;
   sp.n_positions = o.tokens + o.generate - 1;
   sp.n_prompt = o.tokens;
@@ -295,7 +295,7 @@ void add_plan_command(CLI::App& app) {
   sub->add_option("--rho", o->rho, "Security parameter ρ: refuse any party whose gap is < ρ")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   sub->add_flag("--insecure", o->insecure, "Report, but do not refuse, a schedule that fails the security check");
   sub->add_option("--bytes", o->elem_bytes, "Bytes per element in transit (4 fp32, 2 bf16)")->capture_default_str()->check(CLI::Range(1, 8));
-  sub->add_option("-m,--model", o->model, "GGUF file for the model dims (default: built-in SmolLM2-135M dims)");
+  add_model_options(sub, o->model, /*weights=*/false, "for the dims; default: built-in SmolLM2-135M dims");
   sub->add_flag("--json", o->json, "Print JSON");
   sub->callback([o] { run_plan(*o); });
 }

@@ -16,6 +16,7 @@
 #include "cascade/protocol.h"
 #include "cascade/reference.h"
 #include "cascade/sha256.h"
+#include "cascade/synthetic.h"
 #include "cascade/trace_io.h"
 #include "kernels/softmax.h"
 #include "cli_common.h"
@@ -81,7 +82,7 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   setup.client.n_generate = o.gen.n_predict;
   setup.client.sampler = o.gen.sampler;
   setup.client.keep_logits = o.compare_reference;
-  setup.client.stop_token = o.gen.ignore_eos ? -1 : lm.tokenizer->eos_id();
+  setup.client.stop_token = o.gen.ignore_eos ? -1 : lm.eos_id();
   setup.client.model = &lm.model;  // the final norm and output matrix (--lm-head client)
 }
 
@@ -107,7 +108,7 @@ std::string mib(uint64_t kb) {
   return buf;
 }
 
-void print_report(const RunOptions& o, const CascadeReport& rep, const Tokenizer& tok, double wall,
+void print_report(const RunOptions& o, const CascadeReport& rep, const LoadedModel& lm, double wall,
                   const ExposureReport& exposure, const ByteCheck& bytes,
                   const std::optional<ReferenceCheck>& rc) {
   const Schedule& s = rep.schedule;
@@ -132,7 +133,10 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const Tokenizer
                         {"attn_sharding", attn_sharding_name(s.attn_sharding)},
                         {"lm_head", lm_head_name(s.lm_head)}, {"ranks", s.n_ranks()},
                         {"prompt_tokens", s.n_prompt}, {"tokens", rep.client.tokens},
-                        {"text", tok.decode(rep.client.tokens)}, {"wall_s", wall},
+                        {"model", lm.spec.path}, {"n_layer", lm.cfg.n_layer},
+                        {"text", lm.tokenizer ? nlohmann::json(lm.tokenizer->decode(rep.client.tokens))
+                                              : nlohmann::json(nullptr)},
+                        {"wall_s", wall},
                         {"exposure", exposure_json(exposure)},
                         {"bytes", {{"protocol", bytes.protocol}, {"headers", bytes.headers},
                                    {"reports", bytes.reports},
@@ -177,7 +181,7 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const Tokenizer
 
 // Rank 0, after the run: the whole trace, written to --trace.
 void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel& lm,
-                     const std::string& model_path, const std::string& start_time) {
+                     const std::string& start_time) {
   Trace tr;
   TraceMeta& m = tr.meta;
   m.complete = true;
@@ -187,8 +191,15 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
   m.start_time = start_time;
   m.command_line = command_line();
   m.model_name = lm.cfg.name;
-  m.model_source = model_path;
-  m.model_sha256 = to_hex(sha256_file(model_path));
+  const ModelSpec& spec = lm.spec;
+  if (spec.synthetic()) {  // its identity is the generator's key (name, layers, seed, version)
+    m.model_source = spec.path + " --layers " + std::to_string(lm.cfg.n_layer) + " --weight-seed " +
+                     std::to_string(spec.weight_seed);
+    m.model_sha256 = to_hex(synthetic_key(lm.cfg, spec.weight_seed));
+  } else {
+    m.model_source = spec.path;
+    m.model_sha256 = to_hex(sha256_file(spec.path));
+  }
   m.d_ff = lm.cfg.d_ff;
   m.n_generated = (int)rep.client.tokens.size();
   m.rho = o.rho;
@@ -223,8 +234,6 @@ int run(const RunOptions& o) {
   // The parties wait one layer's message at a time and so notice a dead or stuck peer first,
   // naming it and the layer; the client, waiting for a whole step's final row, is the backstop.
   t->set_timeout(rank == 0 ? 2 * o.timeout : o.timeout);
-  const std::string model_path = o.gen.model.empty() ? default_model_path() : o.gen.model;
-
   CascadeSetup setup;
   setup.trace = !o.trace.empty();
   setup.trace_views = o.trace_views;
@@ -232,7 +241,7 @@ int run(const RunOptions& o) {
   std::optional<LoadedModel> lm;  // rank 0: tokenizer, config, and the weights of the LM head
   std::optional<Model> model;     // CompNodes; AttnNodes never open the model
   setup.model = [&]() -> const Model& {
-    model.emplace(Model::load(model_path));
+    model.emplace(Model::load(resolve_model(o.gen.model)));
     return *model;
   };
 
@@ -243,7 +252,7 @@ int run(const RunOptions& o) {
       if (o.trace_views && o.trace.empty()) throw std::invalid_argument("--trace-views needs --trace FILE");
       // An unwritable trace path fails now, before any compute.
       if (!o.trace.empty()) check_trace_path(o.trace, o.force);
-      lm.emplace(load_model(model_path));
+      lm.emplace(load_model(resolve_model(o.gen.model)));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
     } catch (const std::exception& e) {
@@ -256,16 +265,19 @@ int run(const RunOptions& o) {
       const std::string cd = s.strategy == kStrategyCDelta
                                  ? ", c = " + std::to_string(s.c) + ", δ = " + std::to_string(s.delta)
                                  : "";
+      const std::string synth =
+          lm->tokenizer ? "" : "model " + lm->cfg.name + " (" + std::to_string(lm->cfg.n_layer) + " layers), ";
       std::printf("Cascade run: %s, α = %d, β = %d%s, %s attention sharding, LM head at the %s: %d ranks;\n"
-                  "prompt %d tokens, %d to generate, ρ = %d%s\n",
+                  "%sprompt %d tokens, %d to generate, ρ = %d%s\n",
                   s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), attn_sharding_name(s.attn_sharding),
-                  lm_head_name(s.lm_head), s.n_ranks(), s.n_prompt, o.gen.n_predict, o.rho,
+                  lm_head_name(s.lm_head), s.n_ranks(), synth.c_str(), s.n_prompt, o.gen.n_predict, o.rho,
                   o.insecure ? " (--insecure)" : "");
       print_exposure(exposure);
       std::printf("\n");
-      setup.client.on_token = [&](int32_t tok) {
-        std::fputs(lm->tokenizer->token_to_piece(tok).c_str(), stdout);
+      setup.client.on_token = [&, first = true](int32_t tok) mutable {
+        std::fputs(lm->token_output(tok, first).c_str(), stdout);
         std::fflush(stdout);
+        first = false;
       };
     }
   } else if (!o.fault.empty()) {
@@ -292,10 +304,10 @@ int run(const RunOptions& o) {
   if (o.compare_reference)
     rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
   const ByteCheck bytes = check_bytes(rep);
-  print_report(o, rep, *lm->tokenizer, wall, exposure, bytes, rc);
+  print_report(o, rep, *lm, wall, exposure, bytes, rc);
   if (!o.trace.empty()) {
     try {
-      write_run_trace(o, rep, *lm, model_path, start_time);
+      write_run_trace(o, rep, *lm, start_time);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "cascade run: error: %s\n", e.what());
       return 5;

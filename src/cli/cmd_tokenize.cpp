@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -39,7 +40,9 @@ void tokenize_lines(const Tokenizer& tok, const std::string& path) {
 }
 
 void run_tokenize(const TokenizeOptions& o) {
-  const LoadedModel lm = load_model(o.gen.model, /*weights=*/false);
+  const LoadedModel lm = load_model(resolve_model(o.gen.model), /*weights=*/false);
+  if (!lm.tokenizer)
+    throw std::invalid_argument(lm.spec.path + " has no tokenizer: synthetic models take token ids (generate, run: --tokens N)");
   const Tokenizer& tok = *lm.tokenizer;
   if (!o.jsonl.empty()) return tokenize_lines(tok, o.jsonl);
   GenerateOptions g = o.gen;
@@ -61,7 +64,7 @@ void run_tokenize(const TokenizeOptions& o) {
 void add_tokenize_command(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
   CLI::App* sub = app.add_subcommand("tokenize", "Token ids of a prompt, as generate and run see it");
-  sub->add_option("-m,--model", o->gen.model, "GGUF model file (default: the project's model, or $CASCADE_MODEL)");
+  sub->add_option("-m,--model", o->gen.model.spec.path, "GGUF model file (default: the project's model, or $CASCADE_MODEL)");
   sub->add_option("-p,--prompt", o->gen.prompt, "Prompt text")->capture_default_str();
   sub->add_option("-f,--prompt-file", o->gen.prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
   sub->add_flag("--raw", o->gen.raw, "No chat template");

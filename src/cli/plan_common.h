@@ -8,6 +8,7 @@
 
 #include "cascade/comm_model.h"
 #include "cascade/exposure.h"
+#include "cascade/model.h"
 #include "cascade/model_config.h"
 #include "cascade/schedule.h"
 
@@ -15,8 +16,9 @@ namespace cascade::cli {
 
 // --alpha, --beta, --cluster, --delta, --strategy, --schedule-seed, --attn-sharding, --lm-head.
 void add_schedule_options(CLI::App* sub, ScheduleParams& p);
-// The model's dims: from a GGUF when a path is given, else SmolLM2-135M's built-in dims.
-ModelConfig plan_model_config(const std::string& gguf_path, std::string* source);
+// The model's dims: from --model (a GGUF or synthetic:NAME, with --layers) when given, else
+// SmolLM2-135M's built-in dims.
+ModelConfig plan_model_config(const ModelSpec& spec, std::string* source);
 nlohmann::json comm_estimate_json(const CommEstimate& e);
 nlohmann::json schedule_json(const Schedule& s);
 nlohmann::json model_json(const ModelConfig& cfg, const std::string& source);

@@ -1,6 +1,8 @@
 #include "cascade/model.h"
 
 #include <cstdlib>
+#include <stdexcept>
+#include <utility>
 
 #include "cascade/gguf.h"
 
@@ -8,6 +10,15 @@ namespace cascade {
 namespace {
 
 std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
+
+// Cutting layers changes what a GGUF model computes, and its weight cache is keyed by the file
+// alone: only synthetic models take a layer count.
+void check_gguf_spec(const ModelSpec& spec) {
+  if (spec.layers != 0)
+    throw std::invalid_argument("--layers " + std::to_string(spec.layers) +
+                                " is for synthetic models (synthetic:NAME); '" + spec.path +
+                                "' is a GGUF file, whose layers are all used");
+}
 
 }  // namespace
 
@@ -34,10 +45,15 @@ std::vector<WeightSpec> Model::weight_specs(const ModelConfig& c) {
 }
 
 Model Model::load(const GgufFile& g, const WeightLoadOptions& opt, WeightLoadReport* report) {
+  const ModelConfig cfg = ModelConfig::from_gguf(g);
+  return from_store(cfg, load_weights(g, cfg, weight_specs(cfg), opt, report));
+}
+
+Model Model::from_store(const ModelConfig& cfg, std::shared_ptr<const WeightStore> store) {
   Model m;
-  m.cfg = ModelConfig::from_gguf(g);
+  m.cfg = cfg;
   const ModelConfig& c = m.cfg;
-  m.weights = load_weights(g, c, weight_specs(c), opt, report);
+  m.weights = std::move(store);
   // Element counts from the shapes the kernels assume (independently of the specs).
   const WeightStore& w = *m.weights;
   const uint64_t d = c.d_model, dq = c.d_q(), dkv = c.d_kv(), ff = c.d_ff, nv = c.n_vocab;
@@ -58,8 +74,25 @@ Model Model::load(const GgufFile& g, const WeightLoadOptions& opt, WeightLoadRep
 }
 
 Model Model::load(const std::string& path, const WeightLoadOptions& opt, WeightLoadReport* report) {
-  GgufFile g(path);
-  return load(g, opt, report);
+  return load(ModelSpec{path}, opt, report);
+}
+
+Model Model::load(const ModelSpec& spec, const WeightLoadOptions& opt, WeightLoadReport* report) {
+  if (!spec.synthetic()) {
+    check_gguf_spec(spec);
+    GgufFile g(spec.path);
+    return load(g, opt, report);
+  }
+  const ModelConfig cfg = synthetic_config(spec.path, spec.layers);
+  return from_store(cfg, load_weights(synthetic_weight_origin(cfg, spec.weight_seed), cfg,
+                                      weight_specs(cfg), opt, report));
+}
+
+ModelConfig model_config(const ModelSpec& spec) {
+  if (spec.synthetic()) return synthetic_config(spec.path, spec.layers);
+  check_gguf_spec(spec);
+  GgufFile g(spec.path);
+  return ModelConfig::from_gguf(g);
 }
 
 std::string default_model_path() {

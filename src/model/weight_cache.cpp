@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -43,7 +44,7 @@ struct FileHeader {
   uint32_t version;
   uint32_t alignment;
   char layout[32];
-  uint8_t model_sha256[32];
+  uint8_t key_sha256[32];
   uint64_t dims[kNumDims];
   uint64_t file_size;
   uint64_t n_tensors;
@@ -54,7 +55,7 @@ struct FileEntry {
   uint64_t n_elements;
 };
 static_assert(sizeof(FileHeader) == 168 && offsetof(FileHeader, layout) == 16 &&
-                  offsetof(FileHeader, model_sha256) == 48 && offsetof(FileHeader, dims) == 80 &&
+                  offsetof(FileHeader, key_sha256) == 48 && offsetof(FileHeader, dims) == 80 &&
                   offsetof(FileHeader, file_size) == 152,
               "header layout as documented");
 static_assert(sizeof(FileEntry) == 64, "table entry layout as documented");
@@ -97,7 +98,7 @@ struct Expected {
   std::vector<WeightEntry> entries;
 };
 
-Expected expected_cache(const WeightLayout& layout, const Sha256& digest, const ModelConfig& c,
+Expected expected_cache(const WeightLayout& layout, const Sha256& key, const ModelConfig& c,
                         const std::vector<WeightSpec>& specs) {
   Expected x;
   FileHeader& h = x.header;
@@ -105,7 +106,7 @@ Expected expected_cache(const WeightLayout& layout, const Sha256& digest, const 
   h.version = kVersion;
   h.alignment = kAlignment;
   std::strncpy(h.layout, layout.descriptor, sizeof h.layout - 1);
-  std::memcpy(h.model_sha256, digest.data(), digest.size());
+  std::memcpy(h.key_sha256, key.data(), key.size());
   const int64_t dims[kNumDims] = {c.n_layer, c.d_model, c.n_head, c.n_head_kv, c.d_head,
                                   c.d_ff,    c.n_vocab, c.n_ctx,  c.tied_output ? 1 : 0};
   for (int i = 0; i < kNumDims; ++i) h.dims[i] = static_cast<uint64_t>(dims[i]);
@@ -123,7 +124,7 @@ Expected expected_cache(const WeightLayout& layout, const Sha256& digest, const 
 }
 
 // Writes the header, the table and every tensor into `base` (x.header.file_size bytes, zeroed).
-void fill_store(const GgufFile& g, const std::vector<WeightSpec>& specs, const Expected& x,
+void fill_store(const WeightOrigin& origin, const std::vector<WeightSpec>& specs, const Expected& x,
                 uint8_t* base) {
   std::memcpy(base, &x.header, sizeof x.header);
   for (size_t i = 0; i < x.entries.size(); ++i) {
@@ -136,9 +137,8 @@ void fill_store(const GgufFile& g, const std::vector<WeightSpec>& specs, const E
   for (size_t i = 0; i < specs.size(); ++i) {
     float* out = reinterpret_cast<float*>(base + x.entries[i].offset);
     for (const WeightPart& p : specs[i].parts) {
-      const GgufTensorInfo& t = g.tensor(p.gguf_name);
-      g.to_f32(t, out);
-      out += t.n_elements;
+      origin.fill(p, out);
+      out += p.ne0 * p.ne1;
     }
   }
 }
@@ -162,9 +162,9 @@ std::string check_cache(const uint8_t* p, size_t size, const Expected& x) {
     return "layout field is not NUL-terminated";
   if (std::strcmp(h.layout, want.layout) != 0)
     return std::string("layout '") + h.layout + "', expected '" + want.layout + "'";
-  if (std::memcmp(h.model_sha256, want.model_sha256, sizeof h.model_sha256) != 0)
-    return "made from another model (sha256 " + to_hex(h.model_sha256, 32) + ", this model's is " +
-           to_hex(want.model_sha256, 32) + ")";
+  if (std::memcmp(h.key_sha256, want.key_sha256, sizeof h.key_sha256) != 0)
+    return "made from another model (key " + to_hex(h.key_sha256, 32) + ", this model's is " +
+           to_hex(want.key_sha256, 32) + ")";
   for (int i = 0; i < kNumDims; ++i)
     if (h.dims[i] != want.dims[i])
       return std::string(kDimNames[i]) + " = " + std::to_string(h.dims[i]) + ", the model's is " +
@@ -292,8 +292,8 @@ void remove_stale_temporaries(const std::string& path) {
 }
 
 // Writes the cache at `path` through a temporary file in the same directory and an atomic rename.
-void write_cache(const GgufFile& g, const std::vector<WeightSpec>& specs, const Expected& x,
-                 const std::string& path) {
+void write_cache(const WeightOrigin& origin, const std::vector<WeightSpec>& specs,
+                 const Expected& x, const std::string& path) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const size_t size = x.header.file_size;
   const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -307,7 +307,7 @@ void write_cache(const GgufFile& g, const std::vector<WeightSpec>& specs, const 
     if (p == MAP_FAILED) throw Unusable("cannot mmap " + tmp + ": " + std::strerror(errno));
     {
       Region region(static_cast<uint8_t*>(p), size);
-      fill_store(g, specs, x, region.base);
+      fill_store(origin, specs, x, region.base);
       if (::msync(region.base, size, MS_SYNC) != 0)
         throw Unusable("cannot write " + tmp + ": " + std::strerror(errno));
     }
@@ -402,17 +402,27 @@ class WeightStoreMaker {
 
 // ---- locations ---------------------------------------------------------------------------
 
-std::string weight_cache_file_name(const std::string& model_path, const std::string& sha256_hex,
+std::string weight_cache_file_name(const std::string& stem_or_path, const std::string& sha256_hex,
                                    const WeightLayout& layout) {
-  return fs::path(model_path).filename().string() + "." + sha256_hex.substr(0, 16) + "." +
+  return fs::path(stem_or_path).filename().string() + "." + sha256_hex.substr(0, 16) + "." +
          layout.tag + ".cache";
 }
 
+namespace {
+// The directory of a file's path ("." for a bare name).
+std::string directory_of(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+}  // namespace
+
 std::vector<std::string> weight_cache_dirs(const std::string& model_path) {
+  return weight_cache_dirs_from(directory_of(model_path));
+}
+
+std::vector<std::string> weight_cache_dirs_from(const std::string& home_dir) {
   if (const char* env = std::getenv("CASCADE_CACHE_DIR"); env && *env) return {env};
-  std::vector<std::string> dirs;
-  const fs::path parent = fs::path(model_path).parent_path();
-  dirs.push_back(parent.empty() ? "." : parent.string());
+  std::vector<std::string> dirs{home_dir};
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
     dirs.push_back((fs::path(xdg) / "cascade").string());
   else if (const char* home = std::getenv("HOME"); home && *home)
@@ -422,24 +432,44 @@ std::vector<std::string> weight_cache_dirs(const std::string& model_path) {
 
 // ---- loading -----------------------------------------------------------------------------
 
+WeightOrigin gguf_weight_origin(const GgufFile& g) {
+  WeightOrigin o;
+  o.label = g.path();
+  o.file_stem = fs::path(g.path()).filename().string();
+  o.home_dir = directory_of(g.path());
+  o.verb = "dequantised";
+  o.key = [&g] { return sha256_file(g.path()); };
+  o.fill = [&g](const WeightPart& p, float* out) { g.to_f32(g.tensor(p.gguf_name), out); };
+  return o;
+}
+
 std::shared_ptr<const WeightStore> load_weights(const GgufFile& g, const ModelConfig& cfg,
                                                 const std::vector<WeightSpec>& specs,
                                                 const WeightLoadOptions& opt,
                                                 WeightLoadReport* report) {
+  check_parts(g, specs);
+  return load_weights(gguf_weight_origin(g), cfg, specs, opt, report);
+}
+
+std::shared_ptr<const WeightStore> load_weights(const WeightOrigin& origin, const ModelConfig& cfg,
+                                                const std::vector<WeightSpec>& specs,
+                                                const WeightLoadOptions& opt,
+                                                WeightLoadReport* report) {
+  if (!origin.key || !origin.fill)
+    throw std::invalid_argument("load_weights: the origin of " + origin.label + " lacks its key or fill");
   const auto t0 = clock_type::now();
   WeightLoadReport rep;
-  check_parts(g, specs);
 
   auto in_memory = [&]() {
     const Expected x = expected_cache(kLayoutF32, Sha256{}, cfg, specs);
     const size_t size = x.header.file_size;
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-      throw WeightCacheError(g.path() + ": cannot allocate " + mb(size) +
+      throw WeightCacheError(origin.label + ": cannot allocate " + mb(size) +
                              " for the weights: " + std::strerror(errno));
     Region region(static_cast<uint8_t*>(p), size);
     const auto tb = clock_type::now();
-    fill_store(g, specs, x, region.base);
+    fill_store(origin, specs, x, region.base);
     ::mprotect(region.base, size, PROT_READ);  // as read-only as the shared mapping
     rep.build_s = seconds_since(tb);
     rep.bytes = size;
@@ -455,12 +485,13 @@ std::shared_ptr<const WeightStore> load_weights(const GgufFile& g, const ModelCo
 
   const double timeout_s = lock_timeout(opt);
   const auto th = clock_type::now();
-  const Sha256 digest = sha256_file(g.path());
+  const Sha256 key = origin.key();
   rep.hash_s = seconds_since(th);
-  const Expected x = expected_cache(kLayoutF32, digest, cfg, specs);
-  const std::string name = weight_cache_file_name(g.path(), to_hex(digest));
-  const std::vector<std::string> dirs =
-      opt.cache_dir.empty() ? weight_cache_dirs(g.path()) : std::vector<std::string>{opt.cache_dir};
+  const Expected x = expected_cache(kLayoutF32, key, cfg, specs);
+  const std::string name = weight_cache_file_name(origin.file_stem, to_hex(key));
+  const std::vector<std::string> dirs = opt.cache_dir.empty()
+                                            ? weight_cache_dirs_from(origin.home_dir)
+                                            : std::vector<std::string>{opt.cache_dir};
 
   std::string tried;  // "dir: why; ..." for the fallback warning
   for (const std::string& dir : dirs) {
@@ -495,7 +526,7 @@ std::shared_ptr<const WeightStore> load_weights(const GgufFile& g, const ModelCo
       }
       remove_stale_temporaries(path);
       const auto tb = clock_type::now();
-      write_cache(g, specs, x, path);
+      write_cache(origin, specs, x, path);
       rep.build_s = seconds_since(tb);
       pr = probe_cache(path, x);
       if (!pr.region.base)
@@ -503,7 +534,7 @@ std::shared_ptr<const WeightStore> load_weights(const GgufFile& g, const ModelCo
       rep.built = true;
       rep.cache_path = path;
       rep.bytes = pr.region.size;
-      std::fprintf(stderr, "weights: dequantised to %s (%s) in %.1f s\n", path.c_str(),
+      std::fprintf(stderr, "weights: %s to %s (%s) in %.1f s\n", origin.verb.c_str(), path.c_str(),
                    mb(rep.bytes).c_str(), rep.build_s);
       return finish(WeightStoreMaker::make(std::move(pr.region), path, x.entries));
     } catch (const Unusable& e) {
@@ -513,9 +544,9 @@ std::shared_ptr<const WeightStore> load_weights(const GgufFile& g, const ModelCo
   rep.fell_back = true;
   std::shared_ptr<const WeightStore> s = in_memory();
   std::fprintf(stderr,
-               "weights: warning: no usable weight cache location (%s); dequantised into private "
+               "weights: warning: no usable weight cache location (%s); %s into private "
                "memory instead (%s in this process)\n",
-               tried.c_str(), mb(s->size()).c_str());
+               tried.c_str(), origin.verb.c_str(), mb(s->size()).c_str());
   return finish(std::move(s));
 }
 

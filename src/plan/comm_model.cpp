@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "cascade/synthetic.h"
+
 namespace cascade {
 
 const char* comm_kind_name(CommKind kind) {
@@ -27,20 +29,8 @@ const char* comm_kind_name(CommKind kind) {
 }
 
 ModelConfig smollm2_135m_config() {
-  ModelConfig c;
-  c.arch = "llama";
+  ModelConfig c = synthetic_config("synthetic:smollm2-135m");  // the one table of shapes
   c.name = "SmolLM2-135M-Instruct (built-in dims)";
-  c.n_layer = 30;
-  c.d_model = 576;
-  c.n_head = 9;
-  c.n_head_kv = 3;
-  c.d_head = 64;
-  c.d_ff = 1536;
-  c.n_vocab = 49152;
-  c.n_ctx = 8192;
-  c.rope_theta = 100000.0f;
-  c.rms_eps = 1e-5f;
-  c.tied_output = true;
   return c;
 }
 

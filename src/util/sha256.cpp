@@ -40,6 +40,14 @@ Sha256 sha256_file(const std::string& path) {
   return d;
 }
 
+Sha256 sha256_bytes(const void* data, size_t n) {
+  Sha256 d{};
+  unsigned int len = 0;
+  if (EVP_Digest(data, n, d.data(), &len, EVP_sha256(), nullptr) != 1 || len != d.size())
+    throw std::runtime_error("OpenSSL could not compute a SHA-256 digest");
+  return d;
+}
+
 std::string to_hex(const uint8_t* bytes, size_t n) {
   static const char digits[] = "0123456789abcdef";
   std::string s(2 * n, '0');

@@ -269,6 +269,56 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("needs exactly 2 MPI ranks", out)
 
+    # ---- synthetic models (--model synthetic:NAME: real shapes, generated weights, no tokenizer)
+
+    def test_synthetic_unknown_name(self):
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:nope"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("unknown synthetic model 'nope'; known: llama2-7b, llama2-13b, llama3-8b", out)
+        rc, out = mpirun(3, "--alpha", "1", "--beta", "1", "--cluster", "1", "--insecure", "-n", "2",
+                         "--model", "synthetic:nope")
+        self.assertNotEqual(rc, 0)
+        self.assertEqual(out.count("unknown synthetic model 'nope'"), 1, out)  # rank 0 alone says it
+
+    def test_synthetic_model_takes_no_text_prompt(self):
+        rc, out = mpirun(3, "--alpha", "1", "--beta", "1", "--cluster", "1", "--insecure", "-n", "2",
+                         "--model", "synthetic:tiny", "--prompt", "Hello")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("synthetic:tiny has no tokenizer, so --prompt, --prompt-file and --raw do not apply: "
+                      "give the prompt as --tokens N", out)
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:tiny", "--prompt", "Hello"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("has no tokenizer", out)
+
+    def test_synthetic_layers_bounds(self):
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:tiny", "--layers", "3"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--layers 3 is out of range for synthetic:tiny: it has 2 layers (1 ≤ L ≤ 2)", out)
+        rc, out = run([CASCADE, "generate", "--layers", "1"])  # the default GGUF model
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--layers 1 is for synthetic models", out)
+        rc, out = run([CASCADE, "plan", "--model", "synthetic:llama3-8b", "--layers", "2", "--json"])
+        self.assertEqual(rc, 0, out)
+        m = json.loads(out)["model"]
+        self.assertEqual((m["n_layer"], m["n_head"], m["n_head_kv"], m["d_head"], m["n_vocab"]), (2, 32, 8, 128, 128256))
+
+    def test_synthetic_run_equals_reference(self):
+        rc, out = mpirun(7, *SMALL, "--model", "synthetic:tiny", "--tokens", "12", "--json", "--compare-reference")
+        self.assertEqual(rc, 0, out)
+        j, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
+        self.assertEqual(j["model"], "synthetic:tiny")
+        self.assertIsNone(j["text"])
+        self.assertEqual(j["prompt_tokens"], 12)
+        self.assertTrue(j["bytes"]["sent_received_predicted_equal"], j["bytes"]["differences"])
+        self.assertTrue(j["reference"]["same_tokens"])
+        self.assertLessEqual(j["reference"]["max_rel_err"], 1e-4)
+        self.assertEqual(len(j["tokens"]), 4)
+        # The single-process command prints the same ids, for the same --tokens prompt.
+        p = subprocess.run([CASCADE, "generate", "--model", "synthetic:tiny", "--tokens", "12", "-n", "4"],
+                           capture_output=True, text=True, timeout=120, env=ENV)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([int(t) for t in p.stdout.split()], j["tokens"])
+
 
 if __name__ == "__main__":
     CASCADE = sys.argv[1]

@@ -1,4 +1,5 @@
-// Cascade over MPI against the single-process reference, on the real model.
+// Cascade over MPI against the single-process reference, on the real model and on synthetic
+// models (synthetic.h: real llama shapes, generated weights).
 // One mpirun hosts many runs: for each scenario the first 1 + α + β² ranks form a
 // sub-communicator and play the parties; rank 0 checks, per scenario,
 //   exactness  every logits row within max|Δ| / max|ref| ≤ 1e-4 and identical greedy tokens
@@ -20,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cascade/backend.h"
@@ -29,6 +31,7 @@
 #include "cascade/mpi_transport.h"
 #include "cascade/protocol.h"
 #include "cascade/reference.h"
+#include "cascade/synthetic.h"
 #include "cascade/tokenizer.h"
 #include "kernels/softmax.h"
 
@@ -40,16 +43,26 @@ struct Scenario {
   std::string strategy;
   int alpha, beta, c, delta;  // delta 0: α·c
   uint64_t seed;
-  int prompt;                 // index into kPrompts
+  int prompt;                 // index into kPrompts (a synthetic model's prompts have their lengths)
   int n_generate;
-  AttnSharding sharding = AttnSharding::cluster;
-  LmHead head = LmHead::client;
+  AttnSharding sharding;
+  LmHead head;
+  std::string model;  // "": the real model; else synthetic:NAME
+  int layers;         // synthetic: the first L layers (0: all)
+  Scenario(std::string strategy_, int alpha_, int beta_, int c_, int delta_, uint64_t seed_, int prompt_,
+           int n_generate_, AttnSharding sharding_ = AttnSharding::cluster, LmHead head_ = LmHead::client,
+           std::string model_ = "", int layers_ = 0)
+      : strategy(std::move(strategy_)), alpha(alpha_), beta(beta_), c(c_), delta(delta_), seed(seed_),
+        prompt(prompt_), n_generate(n_generate_), sharding(sharding_), head(head_), model(std::move(model_)),
+        layers(layers_) {}
   std::string name() const {
-    char buf[200];
-    std::snprintf(buf, sizeof buf, "%s %s α=%d β=%d c=%d δ=%d%s prompt=%d gen=%d lm-head=%s", strategy.c_str(),
+    char buf[300];
+    const std::string m = model.empty() ? ""
+                          : " " + model + (layers ? " L" + std::to_string(layers) : std::string());
+    std::snprintf(buf, sizeof buf, "%s %s α=%d β=%d c=%d δ=%d%s prompt=%d gen=%d lm-head=%s%s", strategy.c_str(),
                   attn_sharding_name(sharding), alpha, beta, c, delta,
                   strategy == "random" ? (" seed=" + std::to_string(seed)).c_str() : "", prompt, n_generate,
-                  lm_head_name(head));
+                  lm_head_name(head), m.c_str());
     return buf;
   }
 };
@@ -71,39 +84,64 @@ struct RefRun {
   std::vector<std::vector<float>> logits;
 };
 
+// One model under test: the real one (its prompts are kPrompts, tokenised) or a synthetic one
+// (random token ids of the same lengths), its weights loaded on first use, its reference runs.
+struct Subject {
+  ModelSpec spec;
+  ModelConfig cfg;
+  std::vector<std::vector<int32_t>> prompts;
+  std::unique_ptr<Model> model;
+  std::map<std::pair<int, int>, RefRun> refs;
+};
+
 class Harness {
  public:
-  explicit Harness(int world_rank) : rank_(world_rank) {
-    path_ = default_model_path();
-    gguf_ = std::make_unique<GgufFile>(path_);
-    cfg_ = ModelConfig::from_gguf(*gguf_);
-    Tokenizer tok(*gguf_);
-    for (const char* p : kPrompts) prompts_.push_back(tok.encode(p));
+  explicit Harness(int world_rank) : rank_(world_rank) {}
+
+  Subject& subject(const Scenario& sc) {
+    const std::string key = sc.model + "/" + std::to_string(sc.layers);
+    auto it = subjects_.find(key);
+    if (it != subjects_.end()) return it->second;
+    Subject s;
+    if (sc.model.empty()) {
+      s.spec.path = default_model_path();
+      GgufFile g(s.spec.path);
+      s.cfg = ModelConfig::from_gguf(g);
+      Tokenizer tok(g);
+      for (const char* p : kPrompts) s.prompts.push_back(tok.encode(p));
+    } else {
+      s.spec = ModelSpec{sc.model, sc.layers};
+      s.cfg = model_config(s.spec);
+      int seed = 1;
+      for (int n : {1, 6, 37, 70}) s.prompts.push_back(synthetic_prompt(n, s.cfg.n_vocab, seed++));
+    }
+    return subjects_.emplace(key, std::move(s)).first->second;
   }
 
-  const Model& model() {
-    if (!model_) model_ = std::make_unique<Model>(Model::load(*gguf_));
-    return *model_;
+  const Model& model(Subject& s) {
+    if (!s.model) s.model = std::make_unique<Model>(Model::load(s.spec));
+    return *s.model;
   }
 
   // The reference's greedy run of n tokens on prompt i (rank 0 only), cached.
-  const RefRun& reference(int i, int n) {
+  const RefRun& reference(Subject& s, int i, int n) {
     auto key = std::make_pair(i, n);
-    auto it = refs_.find(key);
-    if (it != refs_.end()) return it->second;
+    auto it = s.refs.find(key);
+    if (it != s.refs.end()) return it->second;
     RefRun r;
-    Reference ref(model());
-    std::vector<float> logits = ref.forward(prompts_[i]);
+    Reference ref(model(s));
+    std::vector<float> logits = ref.forward(s.prompts[i]);
     for (int g = 0; g < n; ++g) {
       r.logits.push_back(logits);
-      r.tokens.push_back(kernels::argmax_row(logits.data(), cfg_.n_vocab));
+      r.tokens.push_back(kernels::argmax_row(logits.data(), s.cfg.n_vocab));
       if (g + 1 < n) logits = ref.forward({r.tokens.back()});
     }
-    return refs_.emplace(key, std::move(r)).first->second;
+    return s.refs.emplace(key, std::move(r)).first->second;
   }
 
   // Returns true on rank 0 when the scenario passed (other ranks: true).
   bool run(const Scenario& sc) {
+    Subject& subj = subject(sc);
     ScheduleParams p;
     p.strategy = sc.strategy;
     p.alpha = sc.alpha;
@@ -113,9 +151,9 @@ class Harness {
     p.seed = sc.seed;
     p.attn_sharding = sc.sharding;
     p.lm_head = sc.head;
-    p.n_prompt = (int)prompts_[sc.prompt].size();
+    p.n_prompt = (int)subj.prompts[sc.prompt].size();
     p.n_positions = p.n_prompt + sc.n_generate - 1;
-    p.shape = cfg_.shape();
+    p.shape = subj.cfg.shape();
     const Schedule sched = make_schedule(p);
     const int n = sched.n_ranks();
 
@@ -128,14 +166,14 @@ class Harness {
       CascadeSetup setup;
       if (rank_ == 0) {
         setup.schedule = sched;
-        setup.prompt = prompts_[sc.prompt];
+        setup.prompt = subj.prompts[sc.prompt];
         setup.client.n_generate = sc.n_generate;
         setup.client.keep_logits = true;
-        setup.client.model = &model();
+        setup.client.model = &model(subj);
       }
-      setup.model = [this]() -> const Model& { return model(); };
+      setup.model = [this, &subj]() -> const Model& { return model(subj); };
       const CascadeReport rep = run_cascade(*t, setup);
-      if (rank_ == 0) ok = check(sc, rep);
+      if (rank_ == 0) ok = check(subj, sc, rep);
       MPI_Comm_free(&sub);
     }
     MPI_Barrier(MPI_COMM_WORLD);
@@ -143,13 +181,14 @@ class Harness {
   }
 
  private:
-  bool check(const Scenario& sc, const CascadeReport& rep) {
-    const RefRun& ref = reference(sc.prompt, sc.n_generate);
+  bool check(Subject& subj, const Scenario& sc, const CascadeReport& rep) {
+    const RefRun& ref = reference(subj, sc.prompt, sc.n_generate);
+    const int n_vocab = subj.cfg.n_vocab;
     std::string why;
     double worst = 0.0;
     const auto& got = rep.client.logits;
     for (size_t i = 0; i < got.size() && i < ref.logits.size(); ++i)
-      worst = std::max(worst, max_rel_error(got[i].data(), ref.logits[i].data(), cfg_.n_vocab));
+      worst = std::max(worst, max_rel_error(got[i].data(), ref.logits[i].data(), n_vocab));
     if (got.size() != ref.logits.size()) why += " logits rows " + std::to_string(got.size());
     if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
     if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
@@ -164,12 +203,7 @@ class Harness {
   }
 
   int rank_;
-  std::string path_;
-  std::unique_ptr<GgufFile> gguf_;
-  ModelConfig cfg_;
-  std::vector<std::vector<int32_t>> prompts_;
-  std::unique_ptr<Model> model_;
-  std::map<std::pair<int, int>, RefRun> refs_;
+  std::map<std::string, Subject> subjects_;
 };
 
 constexpr AttnSharding kCluster = AttnSharding::cluster, kOffset = AttnSharding::offset;
@@ -192,6 +226,10 @@ std::vector<Scenario> quick_suite() {
       {"round-robin", 4, 2, 1, 0, 0, 2, 8, kCluster, kComp},
       {"round-robin", 4, 2, 1, 0, 0, 2, 8, kOffset, kClient},
       {"random", 3, 2, 1, 0, 7, 2, 8, kCluster, kClient},
+      // Synthetic models (random prompts of 1, 6, 37, 70 ids): both attention shardings, GQA.
+      {"cdelta", 4, 4, 2, 0, 0, 3, 16, kCluster, kClient, "synthetic:tiny"},
+      {"cdelta", 3, 2, 4, 10, 0, 2, 16, kOffset, kClient, "synthetic:tiny"},
+      {"cdelta", 4, 4, 4, 0, 0, 2, 8, kCluster, kComp, "synthetic:smollm2-135m", 2},
   };
   return v;
 }
