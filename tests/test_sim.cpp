@@ -312,6 +312,8 @@ TEST(Sim, RooflineDeviceReplacesComputeSpans) {
   EXPECT_NEAR(r.ranks[0].busy_s[(int)SpanKind::send], 0.25, 1e-12);
   EXPECT_NEAR(r.wall_s, 2.0 + 1e-3 + 0.25, 1e-12);
   EXPECT_EQ(r.uncosted_compute_spans, 0u);
+  EXPECT_NEAR(r.cpu_share, 4.4 / 5.5, 1e-12);  // compute spans only
+  EXPECT_NE(sim_report_text(r).find("compute spans had 80% of a CPU"), std::string::npos);
   // cpu-measured: the wall times; cpu-thread: the CPU times.
   EXPECT_NEAR(simulate(b.t, kNet, kMeasured).wall_s, 5.75, 1e-12);
   EXPECT_NEAR(simulate(b.t, kNet, parse_device_profile("cpu-thread")).wall_s, 4.525, 1e-12);

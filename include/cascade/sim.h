@@ -152,6 +152,10 @@ struct SimResult {
   // Compute spans a roofline device gave 0 s because the trace has neither flops nor bytes
   // for them (a recorder that does not cost them): a prediction to distrust when > 0.
   uint64_t uncosted_compute_spans = 0;
+  // Σ cpu_s / Σ (t_end − t_start) over the trace's compute spans: below ~0.95 the recording host
+  // was busy or had more ranks than cores, so measured times include other processes' time
+  // slices (cpu-thread removes them from the spans; a `trace` receiver still has them).
+  double cpu_share = 1.0;
 
   double prefill_s() const;           // predicted step 0
   double decode_total_s() const;      // predicted, steps ≥ 1
@@ -173,9 +177,10 @@ SimResult simulate(const Trace& trace, const NetProfile& net, const DeviceProfil
 
 // The receiver measured in a trace. For every message received by a rank that was already
 // waiting for it, excess = (its completion on the receiver) − (the end of the span its sender
-// posted it in) − (L + w / B of `recorded_on`, the network the trace ran on); a least-squares
-// line excess = W + w / R over those messages gives the profile (R = ∞ when the slope is not
-// positive; W ≥ 0). Ranks' clocks start at the release of the start barrier, which each rank
+// posted it in) − (L + w / B of `recorded_on`, the network the trace ran on); the median line
+// excess = W + w / R over those messages (least absolute deviations: robust to the heavy tail
+// of scheduler delays a busy or oversubscribed host adds) gives the profile (R = ∞ and W = the
+// median when the slope is not positive; W ≥ 0). Ranks' clocks start at the release of the start barrier, which each rank
 // sees at its own time, so per pair of ranks the offset between their clocks is taken from the
 // messages both ways (half the difference of the two directions' median delays: it assumes the
 // median is the same both ways). Pairs with messages one way only are left out; without any

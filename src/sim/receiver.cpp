@@ -1,6 +1,7 @@
 // estimate_receiver(): the receiving host's wake-up and receive rate, measured in a trace (see
 // sim.h).
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <utility>
 #include <vector>
@@ -46,23 +47,41 @@ ReceiverEstimate estimate_receiver(const Trace& trace, const NetProfile& recorde
   e.profile.name = "trace";
   e.samples = excess.size();
   if (excess.empty()) return e;
-  // Least squares: excess = W + bytes / R.
+  // Median regression excess = W + bytes / R (least absolute deviations, by iteratively
+  // reweighted least squares): the excess has a heavy tail of scheduler delays (other processes,
+  // or other ranks when parties outnumber cores) that a device per party would not see, and the
+  // median line ignores it where a least-squares line would chase it.
   const double n = (double)excess.size();
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (size_t i = 0; i < excess.size(); ++i) {
-    sx += bytes[i];
-    sy += excess[i];
-    sxx += bytes[i] * bytes[i];
-    sxy += bytes[i] * excess[i];
+  const double scale = 1e6;  // bytes in MB: keeps the normal equations well conditioned
+  double w_s = 0.0, slope = 0.0;  // W, and seconds per MB
+  for (int iter = 0; iter < 100; ++iter) {
+    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (size_t i = 0; i < excess.size(); ++i) {
+      const double x = bytes[i] / scale, y = excess[i];
+      const double r = iter == 0 ? 1.0 : std::fabs(y - w_s - slope * x);
+      const double w = 1.0 / std::max(r, 1e-9);
+      sw += w;
+      sx += w * x;
+      sy += w * y;
+      sxx += w * x * x;
+      sxy += w * x * y;
+    }
+    const double den = sw * sxx - sx * sx;
+    const double b = den > 1e-12 * sw * sxx ? (sw * sxy - sx * sy) / den : 0.0;  // one size: no slope
+    const double a = (sy - b * sx) / sw;
+    const bool done = std::fabs(a - w_s) < 1e-9 && std::fabs(b - slope) < 1e-9;
+    w_s = a;
+    slope = b;
+    if (done) break;
   }
-  const double den = n * sxx - sx * sx;
-  const double slope = den > 0.0 ? (n * sxy - sx * sy) / den : 0.0;
   if (slope > 0.0) {
-    e.profile.rx_Bps = 1.0 / slope;
-    e.profile.wake_s = std::max(0.0, (sy - slope * sx) / n);
+    e.profile.rx_Bps = scale / slope;
+    e.profile.wake_s = std::max(0.0, w_s);
   } else {
-    e.profile.wake_s = std::max(0.0, sy / n);  // no size dependence: the mean
+    e.profile.wake_s = std::max(0.0, median_of(excess));  // no size dependence: the median
   }
+  double sy = 0.0;
+  for (double v : excess) sy += v;
   e.mean_s = sy / n;
   std::sort(excess.begin(), excess.end());
   e.median_s = median_of(excess);

@@ -76,6 +76,11 @@ std::string sim_report_text(const SimResult& r) {
   s += "receiver: " + receiver_str(r.receiver) + "\n";
   s += fmt("%llu messages simulated, %.6f s on the wire in all\n",
            (unsigned long long)r.messages, r.network_busy_s);
+  if (r.cpu_share < 0.95)
+    s += fmt("warning: the compute spans had %.0f%% of a CPU while recording (a busy host, or more "
+             "ranks than cores): measured times include other processes' time slices; cpu-thread "
+             "takes them out of the spans, a receiver measured in the trace keeps them\n",
+             100.0 * r.cpu_share);
   if (r.uncosted_compute_spans > 0)
     s += fmt("warning: %llu compute spans carry no flops or bytes and took 0 s on this device\n",
              (unsigned long long)r.uncosted_compute_spans);
@@ -156,6 +161,7 @@ std::string sim_report_json(const std::vector<SimResult>& results, const std::st
         {"messages", r.messages},
         {"network_busy_s", r.network_busy_s},
         {"uncosted_compute_spans", r.uncosted_compute_spans},
+        {"cpu_share", r.cpu_share},
     };
     j["steps"] = json::array();
     for (const SimStep& st : r.steps)

@@ -210,6 +210,14 @@ class Simulation {
     res.device = dev_;
     res.receiver = rx_;
     res.messages = msgs_.size();
+    double cpu = 0.0, wall = 0.0;
+    for (const RankTrace& rt : tr_.ranks)
+      for (const Span& sp : rt.spans)
+        if (is_compute(sp.kind)) {
+          cpu += sp.cpu_s;
+          wall += sp.seconds();
+        }
+    if (wall > 0.0) res.cpu_share = cpu / wall;
     for (const Msg& m : msgs_) res.network_busy_s += m.end - m.start;
     for (size_t r = 0; r < n_; ++r) {
       const RankTrace& rt = tr_.ranks[r];
