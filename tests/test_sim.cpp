@@ -325,7 +325,9 @@ TEST(Sim, RooflineCountsComputeSpansWithoutCosts) {
   b.span(0, SpanKind::other, 1.0);
   const SimResult r = simulate(b.t, kNet, parse_device_profile("h100"));
   EXPECT_EQ(r.uncosted_compute_spans, 1u);
+  EXPECT_NEAR(r.uncosted_measured_s, 1.0, 1e-12);
   EXPECT_NEAR(r.wall_s, 1.0, 1e-12);
+  EXPECT_NE(sim_report_text(r).find("1 compute spans carry no flops or bytes"), std::string::npos);
 }
 
 TEST(Sim, StepTimesOnRankZero) {

@@ -150,8 +150,10 @@ struct SimResult {
   uint64_t messages = 0;         // transfers simulated
   double network_busy_s = 0.0;   // Σ transfer time over all messages
   // Compute spans a roofline device gave 0 s because the trace has neither flops nor bytes
-  // for them (a recorder that does not cost them): a prediction to distrust when > 0.
+  // for them, and their measured seconds: legitimate for empty work (an AttnNode packing no
+  // partials), a prediction to distrust when they held much of the measured time.
   uint64_t uncosted_compute_spans = 0;
+  double uncosted_measured_s = 0.0;
   // Σ cpu_s / Σ (t_end − t_start) over the trace's compute spans: below ~0.95 the recording host
   // was busy or had more ranks than cores, so measured times include other processes' time
   // slices (cpu-thread removes them from the spans; a `trace` receiver still has them).

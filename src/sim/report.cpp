@@ -81,9 +81,10 @@ std::string sim_report_text(const SimResult& r) {
              "ranks than cores): measured times include other processes' time slices; cpu-thread "
              "takes them out of the spans, a receiver measured in the trace keeps them\n",
              100.0 * r.cpu_share);
-  if (r.uncosted_compute_spans > 0)
-    s += fmt("warning: %llu compute spans carry no flops or bytes and took 0 s on this device\n",
-             (unsigned long long)r.uncosted_compute_spans);
+  if (r.uncosted_measured_s > 0.01 * r.measured_wall_s)
+    s += fmt("warning: %llu compute spans carry no flops or bytes and took 0 s on this device; "
+             "they were measured at %.6f s in all\n",
+             (unsigned long long)r.uncosted_compute_spans, r.uncosted_measured_s);
   s += fmt("\n%-28s %12s %12s %8s\n", "", "predicted s", "measured s", "error");
   auto row = [&](const std::string& what, double p, double m) {
     s += fmt("%-28s %12.6f %12.6f %s\n", what.c_str(), p, m, pct_err(p, m).c_str());
@@ -161,6 +162,7 @@ std::string sim_report_json(const std::vector<SimResult>& results, const std::st
         {"messages", r.messages},
         {"network_busy_s", r.network_busy_s},
         {"uncosted_compute_spans", r.uncosted_compute_spans},
+        {"uncosted_measured_s", r.uncosted_measured_s},
         {"cpu_share", r.cpu_share},
     };
     j["steps"] = json::array();

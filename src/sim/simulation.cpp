@@ -232,8 +232,10 @@ class Simulation {
         if (sp.kind == SpanKind::wait) sr.idle_s += d;
         else sr.busy_s[(int)sp.kind] += d;
         if (dev_.mode == DeviceProfile::Mode::roofline && is_compute(sp.kind) && sp.flops == 0.0 &&
-            sp.mem_bytes == 0.0)
+            sp.mem_bytes == 0.0) {
           ++res.uncosted_compute_spans;
+          res.uncosted_measured_s += sp.seconds();
+        }
       }
       sr.end_s = s.clock;
       sr.measured_end_s = rt.spans.empty() ? 0.0 : rt.spans.back().t_end;
