@@ -6,8 +6,7 @@
 // only depart from a rank that is running, so processing events in time order while ranks run
 // ahead is exact.
 #include <algorithm>
-#include <cmath>
-#include <limits>
+#include <array>
 #include <map>
 #include <queue>
 #include <set>
