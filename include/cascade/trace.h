@@ -34,8 +34,9 @@
 //   /schedule/att          int32[n_positions]   attention shard of each position
 //   /schedule/parties      compound[world − 1]  rank, kind (1 comp, 2 attn), k, a, b, observed,
 //                          fraction, gap (0: none), shortest_hole, longest_run, generated
-//   /ranks/<r>             attributes: party (e.g. "AttnNode (0,1)"), host, wall_s, compute_s,
-//                          wait_s, bytes_sent, messages_sent, rss_kb, rss_anon_kb, pss_kb
+//   /ranks/<r>             attributes: party (e.g. "AttnNode (0,1)"), host, host_cores,
+//                          t0_monotonic_s, wall_s, compute_s, wait_s, bytes_sent,
+//                          messages_sent, rss_kb, rss_anon_kb, pss_kb
 //   /ranks/<r>/spans       compound[]: step, layer, kind (SpanKind), t_start, t_end, cpu_s,
 //                          flops, mem_bytes
 //   /ranks/<r>/messages    compound[]: direction (0 sent, 1 received), peer, step, layer,
@@ -126,6 +127,10 @@ struct RankTrace {
   double wall_s = 0.0, compute_s = 0.0, wait_s = 0.0;
   uint64_t bytes_sent = 0, messages_sent = 0;
   uint64_t rss_kb = 0, rss_anon_kb = 0, pss_kb = 0;
+  // The rank's time 0 on its host's monotonic clock (CLOCK_MONOTONIC seconds: comparable
+  // between the ranks of one host, not across hosts) and the host's online cores.
+  double t0_monotonic_s = 0.0;
+  int32_t host_cores = 0;
   std::vector<Span> spans;             // in program order, contiguous
   std::vector<MessageEvent> messages;  // in the order they completed
   std::vector<ViewPart> view_parts;

@@ -2,6 +2,7 @@
 #include "cascade/trace.h"
 
 #include <time.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <stdexcept>
@@ -88,7 +89,9 @@ TraceRecorder::TraceRecorder(int rank, bool views) : views_(views) {
 }
 
 void TraceRecorder::start() {
-  t0_ = std::chrono::steady_clock::now();
+  t0_ = std::chrono::steady_clock::now();  // CLOCK_MONOTONIC on Linux
+  data_.t0_monotonic_s = std::chrono::duration<double>(t0_.time_since_epoch()).count();
+  data_.host_cores = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
   last_end_ = 0.0;
   cpu_last_ = thread_cpu_seconds();
   data_.spans.clear();
@@ -280,6 +283,8 @@ std::vector<uint8_t> encode_rank_trace(const RankTrace& r) {
   w.pod(r.rss_kb);
   w.pod(r.rss_anon_kb);
   w.pod(r.pss_kb);
+  w.pod(r.t0_monotonic_s);
+  w.pod(r.host_cores);
   w.vec(r.spans);  // plain structs of fixed-size fields: the same build on every rank
   w.vec(r.messages);
   w.vec(r.view_parts);
@@ -307,6 +312,8 @@ RankTrace decode_rank_trace(const uint8_t* data, size_t size) {
   r.rss_kb = rd.pod<uint64_t>();
   r.rss_anon_kb = rd.pod<uint64_t>();
   r.pss_kb = rd.pod<uint64_t>();
+  r.t0_monotonic_s = rd.pod<double>();
+  r.host_cores = rd.pod<int32_t>();
   r.spans = rd.vec<Span>();
   r.messages = rd.vec<MessageEvent>();
   r.view_parts = rd.vec<ViewPart>();

@@ -245,6 +245,8 @@ void write_rank(const File& f, hid_t ranks, const RankTrace& r, bool views) {
   attr(f, g, "rss_kb", (int64_t)r.rss_kb);
   attr(f, g, "rss_anon_kb", (int64_t)r.rss_anon_kb);
   attr(f, g, "pss_kb", (int64_t)r.pss_kb);
+  attr(f, g, "t0_monotonic_s", r.t0_monotonic_s);
+  attr(f, g, "host_cores", (int64_t)r.host_cores);
   Handle st = span_type(), mt = message_type();
   dataset(f, g, "spans", st, r.spans.data(), r.spans.size());
   dataset(f, g, "messages", mt, r.messages.data(), r.messages.size());
@@ -463,6 +465,8 @@ Trace read_trace(const std::string& path) {
     rt.rss_kb = (uint64_t)attr_int(f, g, "rss_kb");
     rt.rss_anon_kb = (uint64_t)attr_int(f, g, "rss_anon_kb");
     rt.pss_kb = (uint64_t)attr_int(f, g, "pss_kb");
+    rt.t0_monotonic_s = attr_double(f, g, "t0_monotonic_s");
+    rt.host_cores = (int32_t)attr_int(f, g, "host_cores");
     rt.spans = read_dataset<Span>(f, g, "spans", st);
     rt.messages = read_dataset<MessageEvent>(f, g, "messages", mt);
     const std::string where = "rank " + std::to_string(r) + ": ";

@@ -88,6 +88,9 @@ class TraceFile(unittest.TestCase):
             self.assertEqual(g.attrs["bytes_sent"], p["bytes_sent"])
             self.assertEqual(g.attrs["messages_sent"], p["messages_sent"])
             self.assertAlmostEqual(g.attrs["compute_s"], p["compute_s"], places=9)
+            self.assertEqual(g.attrs["host_cores"], os.cpu_count())
+            # One host, one monotonic clock: the ranks start within a second of each other.
+            self.assertLess(abs(g.attrs["t0_monotonic_s"] - self.h5["ranks/0"].attrs["t0_monotonic_s"]), 1.0)
             spans = g["spans"][:]
             # Contiguous from 0, covering the rank's wall time.
             self.assertEqual(spans["t_start"][0], 0.0)
