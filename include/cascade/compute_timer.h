@@ -11,6 +11,9 @@ class ComputeTimer {
  public:
   void start() { t0_ = now(); }
   void stop() { total_ += now() - t0_; }
+  // The same with a reading of now() the caller took (and shares with a trace span).
+  void start_at(double t) { t0_ = t; }
+  void stop_at(double t) { total_ += t - t0_; }
   double seconds() const { return total_; }
 
   static double now() {

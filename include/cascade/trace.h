@@ -184,6 +184,10 @@ class TraceRecorder {
 
   void begin(SpanKind kind, int layer);
   void end(SpanCost cost = {});
+  // The same with a reading of this thread's CPU clock the caller took (ComputeTimer::now()),
+  // so that a compute section reads that clock once at each end, not twice.
+  void begin(SpanKind kind, int layer, double cpu_now);
+  void end(SpanCost cost, double cpu_now);
 
   // Index the open span will have in RankTrace::spans (−1 when none is open).
   int64_t current_span() const { return is_open_ ? open_index_ : -1; }

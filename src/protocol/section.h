@@ -12,8 +12,9 @@ class Section {
  public:
   Section(ComputeTimer& timer, TraceRecorder* trace, SpanKind kind, int layer)
       : timer_(timer), trace_(trace) {
-    timer_.start();
-    if (trace_) trace_->begin(kind, layer);
+    const double cpu = ComputeTimer::now();  // one reading for both
+    timer_.start_at(cpu);
+    if (trace_) trace_->begin(kind, layer, cpu);
   }
   Section(const Section&) = delete;
   Section& operator=(const Section&) = delete;
@@ -22,8 +23,9 @@ class Section {
   void end(SpanCost cost = {}) {
     if (done_) return;
     done_ = true;
-    timer_.stop();
-    if (trace_) trace_->end(cost);
+    const double cpu = ComputeTimer::now();
+    timer_.stop_at(cpu);
+    if (trace_) trace_->end(cost, cpu);
   }
 
  private:

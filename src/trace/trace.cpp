@@ -1,7 +1,8 @@
 // The in-memory trace of one rank. See include/cascade/trace.h.
 #include "cascade/trace.h"
 
-#include <time.h>
+#include "cascade/compute_timer.h"
+
 #include <unistd.h>
 
 #include <cstring>
@@ -75,14 +76,6 @@ SpanCost cost_copy(uint64_t bytes) { return {0.0, 2.0 * (double)bytes}; }
 
 // ---- the recorder ------------------------------------------------------------------------
 
-namespace {
-double thread_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-}  // namespace
-
 TraceRecorder::TraceRecorder(int rank, bool views) : views_(views) {
   data_.rank = rank;
   t0_ = std::chrono::steady_clock::now();
@@ -93,7 +86,7 @@ void TraceRecorder::start() {
   data_.t0_monotonic_s = std::chrono::duration<double>(t0_.time_since_epoch()).count();
   data_.host_cores = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
   last_end_ = 0.0;
-  cpu_last_ = thread_cpu_seconds();
+  cpu_last_ = ComputeTimer::now();
   data_.spans.clear();
 }
 
@@ -103,11 +96,15 @@ double TraceRecorder::since_start(std::chrono::steady_clock::time_point t) const
 
 double TraceRecorder::now() const { return since_start(std::chrono::steady_clock::now()); }
 
-void TraceRecorder::begin(SpanKind kind, int layer) {
+void TraceRecorder::begin(SpanKind kind, int layer) { begin(kind, layer, ComputeTimer::now()); }
+
+void TraceRecorder::end(SpanCost cost) { end(cost, ComputeTimer::now()); }
+
+void TraceRecorder::begin(SpanKind kind, int layer, double cpu) {
   if (is_open_)
     throw std::logic_error(std::string("trace: span ") + span_kind_name(kind) + " begins inside span " +
                            span_kind_name(open_.kind));
-  const double t = now(), cpu = thread_cpu_seconds();
+  const double t = now();
   if (t > last_end_) {  // the time since the last span: `other`
     Span gap;
     gap.step = step_;
@@ -127,9 +124,9 @@ void TraceRecorder::begin(SpanKind kind, int layer) {
   is_open_ = true;
 }
 
-void TraceRecorder::end(SpanCost cost) {
+void TraceRecorder::end(SpanCost cost, double cpu) {
   if (!is_open_) throw std::logic_error("trace: end() without an open span");
-  const double t = now(), cpu = thread_cpu_seconds();
+  const double t = now();
   open_.t_end = t;
   open_.cpu_s = cpu - open_.cpu_s;
   open_.flops = cost.flops;
@@ -186,7 +183,7 @@ void TraceRecorder::finish(double wall_s, double compute_s, double wait_s, uint6
     gap.step = step_;
     gap.t_start = last_end_;
     gap.t_end = t;
-    gap.cpu_s = thread_cpu_seconds() - cpu_last_;
+    gap.cpu_s = ComputeTimer::now() - cpu_last_;
     data_.spans.push_back(gap);
     last_end_ = t;
   }
