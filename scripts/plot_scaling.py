@@ -110,7 +110,8 @@ def main():
         groups[key].append(cfg)
         for net in nets:
             r = cfg["sim"][net]
-            rows.append(dict(model=cfg["source"], n_prompt=cfg["n_prompt"], n_generated=cfg["n_generated"],
+            shown = cfg["source"] if cfg["source"].startswith("synthetic:") else os.path.basename(cfg["source"])
+            rows.append(dict(model=shown, n_prompt=cfg["n_prompt"], n_generated=cfg["n_generated"],
                              layers=cfg["layers"], alpha=cfg["alpha"], beta=cfg["beta"], c=cfg["c"],
                              ranks=cfg["ranks"], net=net, device=a.device,
                              predicted_s=r["predicted"]["wall_s"], prefill_s=r["predicted"]["prefill_s"],
@@ -137,20 +138,23 @@ def main():
         alphas = [c["alpha"] for c in cfgs]
         name = os.path.basename(model.replace("synthetic:", "synthetic-")).replace(".gguf", "")
         layers = cfgs[0]["layers"]
-        title = f"{model if not model.startswith('synthetic:') else model + f' ({layers} layers)'}, N = {n}" \
-                f"{', ' + a.title if a.title else ''}; device {a.device}"
+        shown = f"{model} ({layers} layers)" if model.startswith("synthetic:") else os.path.basename(model)
+        title = f"{shown}, N = {n}{', ' + a.title if a.title else ''}; simulated, device {a.device}, " \
+                f"receiver {a.receiver}"
+        ticks = [f"{c['alpha']}\nβ={c['beta']}\n{c['ranks']} ranks" for c in cfgs]
         # Runtime: one panel per network (stacked critical path), one with every network's line.
         fig, axes = plt.subplots(1, len(nets) + 1, figsize=(4.2 * (len(nets) + 1), 4.2))
         for ax, net in zip(axes, nets):
             bottom = [0.0] * len(cfgs)
             for i, (label, _, color) in enumerate(CATEGORIES):
                 vals = [breakdown(c["sim"][net])[i] for c in cfgs]
-                ax.bar([str(x) for x in alphas], vals, bottom=bottom, color=color, label=label)
+                ax.bar(ticks, vals, bottom=bottom, color=color, label=label if ax is axes[0] else None)
                 bottom = [b + v for b, v in zip(bottom, vals)]
             ax.set_title(net)
+            ax.tick_params(axis="x", labelsize=7)
             ax.set_xlabel("α (CompNodes)")
             ax.set_ylabel("simulated runtime, s")
-        axes[0].legend(fontsize=7, loc="upper left")
+        fig.legend(loc="lower center", ncol=len(CATEGORIES), fontsize=8, frameon=False)
         ax = axes[-1]
         for net in nets:
             ax.plot(alphas, [c["sim"][net]["predicted"]["wall_s"] for c in cfgs], "o-", label=net)
@@ -162,7 +166,7 @@ def main():
         ax.set_title("runtime vs α")
         ax.legend(fontsize=7)
         fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         fig.savefig(os.path.join(a.out, f"scaling-{name}-N{n}.png"), dpi=110)
         plt.close(fig)
         # Bytes: measured at both ends vs the model.
@@ -175,7 +179,7 @@ def main():
         ax.set_xticklabels([str(x) for x in alphas])
         ax.set_xlabel("α (CompNodes); β = " + ", ".join(str(c["beta"]) for c in cfgs))
         ax.set_ylabel("MB moved in the run (protocol + headers)")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(f"{shown}, N = {n}: bytes of the whole run", fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(a.out, f"bytes-{name}-N{n}.png"), dpi=110)
@@ -185,7 +189,7 @@ def main():
             for net in nets:
                 r8 = by_alpha[8]["sim"][net]["predicted"]["wall_s"]
                 r2 = by_alpha[2]["sim"][net]["predicted"]["wall_s"]
-                ratios.append((model, n, net, r2, r8, r8 / r2))
+                ratios.append((shown, n, net, r2, r8, r8 / r2))
     md.append("")
     md.append("| model | N | network | runtime α = 2 s | runtime α = 8 s | α = 8 / α = 2 |")
     md.append("|---|---:|---|---:|---:|---:|")

@@ -300,7 +300,7 @@ TEST(Sim, SendsInAWaitDoNotBlockIt) {
 
 TEST(Sim, RooflineDeviceReplacesComputeSpans) {
   // A prepass of 2e12 flops and 1e9 bytes measured at 5 s; a pack of 1e9 bytes measured at
-  // 0.5 s; a send span of 0.25 s stays 0.25 s on any device.
+  // 0.5 s; a send span of 0.25 s (0.125 s of CPU) takes its CPU time on a roofline device.
   TraceBuilder b(1);
   b.span(0, SpanKind::prepass, 5.0, 0, 0, 2e12, 1e9, 4.0);
   b.span(0, SpanKind::pack, 0.5, 0, 0, 0.0, 1e9, 0.4);
@@ -309,8 +309,8 @@ TEST(Sim, RooflineDeviceReplacesComputeSpans) {
   const SimResult r = simulate(b.t, kNet, dev);
   EXPECT_NEAR(r.ranks[0].busy_s[(int)SpanKind::prepass], 2.0, 1e-12);   // flops-bound
   EXPECT_NEAR(r.ranks[0].busy_s[(int)SpanKind::pack], 1e-3, 1e-12);     // memory-bound
-  EXPECT_NEAR(r.ranks[0].busy_s[(int)SpanKind::send], 0.25, 1e-12);
-  EXPECT_NEAR(r.wall_s, 2.0 + 1e-3 + 0.25, 1e-12);
+  EXPECT_NEAR(r.ranks[0].busy_s[(int)SpanKind::send], 0.125, 1e-12);
+  EXPECT_NEAR(r.wall_s, 2.0 + 1e-3 + 0.125, 1e-12);
   EXPECT_EQ(r.uncosted_compute_spans, 0u);
   EXPECT_NEAR(r.cpu_share, 4.4 / 5.5, 1e-12);  // compute spans only
   EXPECT_NE(sim_report_text(r).find("compute spans had 80% of a CPU"), std::string::npos);

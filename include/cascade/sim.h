@@ -8,7 +8,8 @@
 //   Ranks. Each rank starts at time 0 and replays its spans in program order. A span that is
 //   not a `wait` takes its measured duration (t_end − t_start; a gap before it in the trace
 //   counts as `other`). Under a roofline device (anything but cpu-measured and cpu-thread)
-//   every compute span (is_compute) takes max(flops / peak_flops, mem_bytes / mem_bw) instead;
+//   every compute span (is_compute) takes max(flops / peak_flops, mem_bytes / mem_bw) instead,
+//   and the host's own spans (send, other) their thread CPU time;
 //   under cpu-thread every non-wait span takes its thread CPU time (cpu_s), which removes the
 //   time slices other ranks got when parties outnumbered cores (right for single-threaded
 //   ranks only). A `wait` span lasts until the rank has received every message it completes
@@ -109,7 +110,7 @@ std::vector<DeviceProfile> builtin_device_profiles();
 std::string custom_net_spec(double latency_s, double bandwidth_Bps);
 
 // The time a span takes on a device: its measured time, its CPU time, or the roofline time of a
-// compute span (non-compute spans keep their measured time on a roofline device).
+// compute span (non-compute spans take their CPU time on a roofline device).
 double span_seconds(const Span& span, const DeviceProfile& device);
 
 struct SimRank {

@@ -141,7 +141,9 @@ double span_seconds(const Span& span, const DeviceProfile& device) {
     case DeviceProfile::Mode::thread_time:
       return std::max(0.0, span.cpu_s);
     case DeviceProfile::Mode::roofline:
-      if (!is_compute(span.kind)) return std::max(0.0, span.seconds());
+      // The host's own work (send, other) at its CPU time: on a trace of more ranks than cores
+      // its wall time also holds the time slices other ranks got.
+      if (!is_compute(span.kind)) return std::max(0.0, span.cpu_s);
       return std::max(span.flops / device.peak_flops, span.mem_bytes / device.mem_bw_Bps);
   }
   return 0.0;

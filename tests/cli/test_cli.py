@@ -39,6 +39,11 @@ def mpirun_mpmd(*groups, timeout=240):
 SMALL = ["--alpha", "2", "--beta", "2", "--cluster", "2", "-n", "4", "--insecure"]  # 7 ranks
 
 
+def first_json(out):
+    """The first JSON object in `out` (stdout and stderr together: warnings may follow it)."""
+    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]
+
+
 class Cli(unittest.TestCase):
     def test_help(self):
         for sub in ([], ["generate"], ["run"], ["plan"], ["comm-model"], ["bench", "generate"], ["bench", "net"],
@@ -196,6 +201,22 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("rank 1 (CompNode 0): error:", out)
         self.assertIn("/nonexistent/model.gguf", out)
+
+    def test_synthetic_weights_are_shared_not_copied(self):
+        # 4 layers of SmolLM2-135M's shape: 56 MB of layer weights that every CompNode reads.
+        # They must be the weight cache's shared pages (RssFile), not a private copy (RssAnon).
+        rc, out = mpirun(7, "--model", "synthetic:smollm2-135m", "--layers", "4", "--tokens", "32", "-n", "2",
+                         "--alpha", "2", "--beta", "2", "--cluster", "4", "--insecure", "--json")
+        self.assertEqual(rc, 0, out)
+        j = first_json(out)
+        comps = [p for p in j["parties"] if p["party"].startswith("CompNode")]
+        layer_kb = 4 * 14 * 1000  # 4 layers × ~14 MB
+        for p in comps:
+            m = p["memory_kb"]
+            self.assertGreater(m["rss_file"], layer_kb, p)     # the weights are mapped
+            self.assertLess(m["rss_anon"], layer_kb / 2, p)    # and not copied
+        # Shared: each CompNode's proportional share is less than what it maps.
+        self.assertLess(sum(p["memory_kb"]["pss"] for p in comps), sum(p["memory_kb"]["rss"] for p in comps))
 
     def test_small_run_succeeds(self):
         rc, out = mpirun(7, *SMALL)
