@@ -206,6 +206,7 @@ class TraceRecorder {
  private:
   double now() const;
   double since_start(std::chrono::steady_clock::time_point t) const;
+  void add_gap(double t, double cpu);  // an `other` span from the last span's end to t
 
   RankTrace data_;
   bool views_;

@@ -79,8 +79,9 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
   Sampler sampler(opt.sampler);
   // The final row of each step: d floats (hidden) or n_vocab floats (logits).
   const CommKind row_kind = lm_client ? CommKind::hidden : CommKind::logits;
-  std::vector<float> row(lm_client ? s.shape.d_model : s.shape.n_vocab);
   std::vector<float> logits(s.shape.n_vocab);
+  std::vector<float> hidden(lm_client ? s.shape.d_model : 0);
+  std::vector<float>& row = lm_client ? hidden : logits;  // where the final row lands
   int last = s.n_prompt - 1;  // position whose final row comes next
   for (int i = 0; i < opt.n_generate; ++i) {
     if (i > 0) {  // decode step at position p = last + 1 with the previous token
@@ -94,10 +95,8 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
     t.recv({s.comp_rank(s.comp[last]), 0, -1, {{row_kind, {last}, 4 * row.size()}}}, row.data());
     if (lm_client) {
       Section head(timer, t.trace(), SpanKind::lm_head, -1);
-      final_logits(*backend, *opt.model, row.data(), 1, logits.data());  // (1, n_vocab)
+      final_logits(*backend, *opt.model, hidden.data(), 1, logits.data());  // (1, n_vocab)
       head.end(cost_lm_head(s.shape, 1));
-    } else {
-      logits = row;
     }
     if (opt.keep_logits) res.logits.push_back(logits);
     const int32_t tok = sampler.sample(logits.data(), (int)logits.size());

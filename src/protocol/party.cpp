@@ -213,7 +213,9 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
       const Received report = t.recv_any(r, -1, CommKind::report);
       rep.stats.push_back(decode_report(r, report.payload, rep.sent, rep.received));
     }
-    // The reports themselves, as rank 0 received them (kind report: outside the protocol).
+    // The reports' payloads as rank 0 received them (kind report: outside the protocol). Only
+    // that kind: their headers must not join the protocol's header counts, which the senders'
+    // reports (encoded before sending) do not hold.
     for (const auto& [key, bytes] : t.received())
       if (key.kind == CommKind::report) rep.received[key] += bytes;
   } else {

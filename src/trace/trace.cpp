@@ -96,6 +96,17 @@ double TraceRecorder::since_start(std::chrono::steady_clock::time_point t) const
 
 double TraceRecorder::now() const { return since_start(std::chrono::steady_clock::now()); }
 
+void TraceRecorder::add_gap(double t, double cpu) {
+  if (t <= last_end_) return;
+  Span gap;  // the time since the last span: `other`
+  gap.step = step_;
+  gap.kind = SpanKind::other;
+  gap.t_start = last_end_;
+  gap.t_end = t;
+  gap.cpu_s = cpu - cpu_last_;
+  data_.spans.push_back(gap);
+}
+
 void TraceRecorder::begin(SpanKind kind, int layer) { begin(kind, layer, ComputeTimer::now()); }
 
 void TraceRecorder::end(SpanCost cost) { end(cost, ComputeTimer::now()); }
@@ -105,15 +116,7 @@ void TraceRecorder::begin(SpanKind kind, int layer, double cpu) {
     throw std::logic_error(std::string("trace: span ") + span_kind_name(kind) + " begins inside span " +
                            span_kind_name(open_.kind));
   const double t = now();
-  if (t > last_end_) {  // the time since the last span: `other`
-    Span gap;
-    gap.step = step_;
-    gap.kind = SpanKind::other;
-    gap.t_start = last_end_;
-    gap.t_end = t;
-    gap.cpu_s = cpu - cpu_last_;
-    data_.spans.push_back(gap);
-  }
+  add_gap(t, cpu);
   open_ = Span{};
   open_.step = step_;
   open_.layer = layer;
@@ -177,16 +180,10 @@ void TraceRecorder::message(const Message& msg, bool outgoing, uint64_t wire_byt
 void TraceRecorder::finish(double wall_s, double compute_s, double wait_s, uint64_t bytes_sent,
                            uint64_t messages_sent, const MemoryStats& memory) {
   if (is_open_) end();
-  const double t = now();
-  if (t > last_end_) {
-    Span gap;
-    gap.step = step_;
-    gap.t_start = last_end_;
-    gap.t_end = t;
-    gap.cpu_s = ComputeTimer::now() - cpu_last_;
-    data_.spans.push_back(gap);
-    last_end_ = t;
-  }
+  const double t = now(), cpu = ComputeTimer::now();
+  add_gap(t, cpu);
+  last_end_ = t;
+  cpu_last_ = cpu;
   data_.wall_s = wall_s;
   data_.compute_s = compute_s;
   data_.wait_s = wait_s;
