@@ -14,5 +14,6 @@ void add_run_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 void add_trace_command(CLI::App& app);
+void add_attack_command(CLI::App& app);
 
 }  // namespace cascade::cli

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   cascade::cli::add_bench_command(app);
   cascade::cli::add_tokenize_command(app);
   cascade::cli::add_trace_command(app);
+  cascade::cli::add_attack_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

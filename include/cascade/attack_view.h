@@ -1,0 +1,96 @@
+// A party's view (PROTOCOL "What a party observes"), read back from a trace recorded with
+// --trace-views: exactly the message parts the party received in the prefill, turned into the
+// rows an attacker holding that party's seat has.
+//   CompNode k: its tokens (the client's message), and its hidden rows at every layer, rebuilt
+//     from those tokens and the partials (m, e, u) it received — with the open weights, the
+//     very computation the CompNode did (same code, same inputs, same merge order).
+//   AttnNode (a, b): the q rows of shard a and the k and v rows of shard b at every layer; its
+//     tokens are recovered from its layer-0 rows (a layer-0 row depends only on its token and
+//     position: the nearest row of the model's layer-0 table names the token).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cascade/continuations.h"
+#include "cascade/gap_attack.h"
+#include "cascade/model.h"
+#include "cascade/schedule.h"
+#include "cascade/trace.h"
+#include "cascade/vocab_match.h"
+
+namespace cascade {
+
+struct ViewRows {
+  RowSpec spec;
+  std::vector<int32_t> positions;  // ascending
+  std::vector<float> data;         // (positions, row_width(spec))
+};
+
+struct PartyView {
+  int rank = 0;
+  RankRole role;
+  int n_prompt = 0;
+  std::vector<int32_t> tokens;  // (n_prompt) token the party holds at each position; −1: unseen
+  std::vector<ViewRows> rows;   // what it holds, per row kind and layer
+  // The row of `pos` (nullptr when the party holds none of that kind and layer).
+  const float* row(const RowSpec& spec, int pos) const;
+  int observed() const;  // positions with a known token
+};
+
+// "comp:K" or "attn:A,B" → the party's rank under `s` (throws, naming the valid range).
+int party_rank(const Schedule& s, const std::string& party);
+
+// The view of the party at `rank` (a CompNode or an AttnNode) from a trace with views. The
+// model must be the run's (its shape is checked against the trace's).
+PartyView party_view(const Trace& trace, int rank, const Model& model);
+
+// The prompt of a traced run, for scoring only: the union of the CompNodes' token messages.
+std::vector<int32_t> trace_prompt(const Trace& trace);
+
+// The token of a layer-0 row at `pos`: the nearest (L1) row of the model's layer-0 table.
+class Layer0Inverter {
+ public:
+  explicit Layer0Inverter(const Model& model);
+  int32_t token(const RowSpec& spec, int pos, const float* row) const;
+
+ private:
+  const Model& model_;
+  std::vector<float> q_, k_, v_;  // (n_vocab, width) at position 0 (RoPE: the identity)
+};
+
+struct ViewAttackOptions {
+  GapOptions gap;
+  int layer = 1;  // rows of this layer verify fills (hidden@layer, else k@layer, else q@layer)
+};
+
+struct ViewAttackResult {
+  std::vector<int32_t> recovered;  // (n_prompt) the party's tokens, filled holes; −1: unknown
+  std::vector<char> confident;     // (n_prompt) a known token, or a fill that matched its row
+  std::vector<HoleResult> holes;
+  int64_t verified = 0;
+  double seconds = 0.0;
+};
+
+// Generalised vocabulary matching over a whole view: left to right, every hole before a
+// position the party holds is filled (gap_attack.h) on the attacker's own guesses so far.
+ViewAttackResult attack_view(const Model& model, const PartyView& view, const ViewAttackOptions& o,
+                             const Progress& progress = {});
+
+// How much an attack recovered beyond the party's own tokens. The attacker's claimed text is
+// its confident tokens in order (known ones, and fills that matched their row); with the known
+// tokens alone (a fraction x) ROUGE-L F1 is 2x/(1+x), the floor (PROTOCOL "Exposure").
+struct AttackScore {
+  int n = 0, observed = 0, unseen = 0;
+  int unseen_correct = 0;    // unseen positions whose guess (matched or not) is right
+  int unseen_confident = 0;  // unseen positions filled by a match
+  double unseen_accuracy = 0.0;  // unseen_correct / unseen
+  double rouge_tokens = 0.0;     // ROUGE-L F1 over tokens of the confident text vs the prompt
+  double floor = 0.0;            // 2x/(1+x), x = observed / n
+  double gain = 0.0;             // rouge_tokens − floor
+};
+AttackScore score_attack(const std::vector<int32_t>& truth, const std::vector<int32_t>& recovered,
+                         const std::vector<char>& confident, const std::vector<int32_t>& known);
+
+}  // namespace cascade

@@ -1,0 +1,310 @@
+#include "cascade/attack_view.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "cascade/backend.h"
+#include "cascade/layer.h"
+#include "cascade/rouge.h"
+#include "kernels/rope.h"
+
+namespace cascade {
+
+const float* PartyView::row(const RowSpec& spec, int pos) const {
+  for (const ViewRows& r : rows) {
+    if (r.spec.kind != spec.kind || r.spec.layer != spec.layer) continue;
+    auto it = std::lower_bound(r.positions.begin(), r.positions.end(), pos);
+    if (it == r.positions.end() || *it != pos) return nullptr;
+    const size_t w = r.data.size() / r.positions.size();
+    return r.data.data() + (size_t)(it - r.positions.begin()) * w;
+  }
+  return nullptr;
+}
+
+int PartyView::observed() const {
+  return (int)std::count_if(tokens.begin(), tokens.end(), [](int32_t t) { return t >= 0; });
+}
+
+int party_rank(const Schedule& s, const std::string& party) {
+  auto bad = [&](const std::string& why) {
+    return std::invalid_argument("party '" + party + "': " + why + " (comp:K with 0 ≤ K < " +
+                                 std::to_string(s.alpha) + ", or attn:A,B with 0 ≤ A, B < " +
+                                 std::to_string(s.beta) + ")");
+  };
+  int k = -1, a = -1, b = -1;
+  char tail = 0;
+  if (std::sscanf(party.c_str(), "comp:%d%c", &k, &tail) == 1) {
+    if (k < 0 || k >= s.alpha) throw bad("no such CompNode");
+    return s.comp_rank(k);
+  }
+  if (std::sscanf(party.c_str(), "attn:%d,%d%c", &a, &b, &tail) == 2) {
+    if (a < 0 || a >= s.beta || b < 0 || b >= s.beta) throw bad("no such AttnNode");
+    return s.attn_rank(a, b);
+  }
+  throw bad("not a party");
+}
+
+namespace {
+
+// The parts rank r received in the prefill (step 0), with their message.
+struct ReceivedPart {
+  const MessageEvent* msg;
+  const ViewPart* part;
+  const int32_t* positions;
+  const uint8_t* data;
+};
+
+std::vector<ReceivedPart> prefill_parts(const Trace& t, int rank) {
+  if (!t.meta.views)
+    throw std::invalid_argument("the trace has no views: record the run with --trace-views");
+  if (rank <= 0 || rank >= (int)t.ranks.size())
+    throw std::invalid_argument("rank " + std::to_string(rank) + " is not a party of this trace");
+  const RankTrace& r = t.ranks[rank];
+  std::vector<ReceivedPart> out;
+  for (const ViewPart& p : r.view_parts) {
+    const MessageEvent& m = r.messages.at(p.message);
+    if (m.step != 0) continue;
+    out.push_back({&m, &p, r.view_positions.data() + p.positions_offset, r.view_data.data() + p.data_offset});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<int32_t> trace_prompt(const Trace& t) {
+  const Schedule& s = t.schedule;
+  std::vector<int32_t> prompt(s.n_prompt, -1);
+  for (int k = 0; k < s.alpha; ++k) {
+    for (const ReceivedPart& p : prefill_parts(t, s.comp_rank(k))) {
+      if (p.part->kind != (int)CommKind::tokens) continue;
+      const int32_t* ids = reinterpret_cast<const int32_t*>(p.data);
+      for (uint64_t i = 0; i < p.part->n_positions; ++i)
+        if (p.positions[i] < s.n_prompt) prompt[p.positions[i]] = ids[i];
+    }
+  }
+  for (int p = 0; p < s.n_prompt; ++p)
+    if (prompt[p] < 0) throw std::runtime_error("the trace holds no token of position " + std::to_string(p));
+  return prompt;
+}
+
+Layer0Inverter::Layer0Inverter(const Model& model) : model_(model) {
+  const ModelConfig& c = model.cfg;
+  auto be = make_cpu_backend();
+  LayerScratch ws;
+  q_.resize((size_t)c.n_vocab * c.d_q());
+  k_.resize((size_t)c.n_vocab * c.d_kv());
+  v_.resize(k_.size());
+  const int chunk = 2048;
+  std::vector<int32_t> ids(chunk), pos(chunk, 0);
+  std::vector<float> h((size_t)chunk * c.d_model);
+  for (int t0 = 0; t0 < c.n_vocab; t0 += chunk) {
+    const int n = std::min(chunk, c.n_vocab - t0);
+    for (int i = 0; i < n; ++i) ids[i] = t0 + i;
+    embed_tokens(model, ids.data(), n, h.data());
+    layer_prepass(*be, model, 0, h.data(), pos.data(), n, q_.data() + (size_t)t0 * c.d_q(),
+                  k_.data() + (size_t)t0 * c.d_kv(), v_.data() + (size_t)t0 * c.d_kv(), ws);
+  }
+}
+
+int32_t Layer0Inverter::token(const RowSpec& spec, int pos, const float* row) const {
+  const ModelConfig& c = model_.cfg;
+  if (spec.layer != 0) throw std::invalid_argument("Layer0Inverter: not a layer-0 row");
+  const int w = row_width(c, spec);
+  std::vector<float> x(row, row + w);
+  const std::vector<float>* table = &v_;
+  if (spec.kind == RowKind::q || spec.kind == RowKind::k) {  // undo RoPE: rotate back by pos
+    kernels::rope_row(x.data(), spec.kind == RowKind::q ? c.n_head : c.n_head_kv, c.d_head, -pos, c.rope_theta);
+    table = spec.kind == RowKind::q ? &q_ : &k_;
+  } else if (spec.kind == RowKind::hidden) {
+    throw std::invalid_argument("Layer0Inverter: hidden rows at layer 0 are embeddings (use the embedding table)");
+  }
+  int32_t best = -1;
+  double best_d = std::numeric_limits<double>::infinity();
+  for (int t = 0; t < c.n_vocab; ++t) {
+    const float* r = table->data() + (size_t)t * w;
+    double d = 0.0;
+    for (int i = 0; i < w && d < best_d; ++i) d += std::fabs(x[i] - r[i]);
+    if (d < best_d) best_d = d, best = t;
+  }
+  return best;
+}
+
+PartyView party_view(const Trace& t, int rank, const Model& model) {
+  const Schedule& s = t.schedule;
+  const ModelConfig& c = model.cfg;
+  if (!(s.shape == c.shape()))
+    throw std::invalid_argument("the model's shape differs from the traced run's: attack with the run's model");
+  PartyView v;
+  v.rank = rank;
+  v.role = s.role_of_rank(rank);
+  v.n_prompt = s.n_prompt;
+  v.tokens.assign(s.n_prompt, -1);
+  const std::vector<ReceivedPart> parts = prefill_parts(t, rank);
+
+  if (v.role.kind == RankRole::comp) {
+    std::vector<int32_t> own, ids;
+    for (const ReceivedPart& p : parts) {
+      if (p.part->kind != (int)CommKind::tokens) continue;
+      own.assign(p.positions, p.positions + p.part->n_positions);
+      const int32_t* d = reinterpret_cast<const int32_t*>(p.data);
+      ids.assign(d, d + p.part->n_positions);
+    }
+    const int n = (int)own.size();
+    for (int i = 0; i < n; ++i) v.tokens[own[i]] = ids[i];
+    if (n == 0) return v;
+    std::map<int, int> row_of;
+    for (int i = 0; i < n; ++i) row_of[own[i]] = i;
+    // Replay the CompNode: embed, then per layer prepass, merge of the received partials (in
+    // AttnNode b order, as the CompNode merges), postpass.
+    auto be = make_cpu_backend();
+    LayerScratch ws;
+    std::vector<float> h((size_t)n * c.d_model), q((size_t)n * c.d_q()), k((size_t)n * c.d_kv()),
+        vv(k.size()), o(q.size());
+    const size_t nh = (size_t)n * c.n_head;
+    std::vector<float> M(s.beta * nh), E(M.size()), U(M.size() * c.d_head);
+    embed_tokens(model, ids.data(), n, h.data());
+    auto keep_hidden = [&](int layer) {
+      v.rows.push_back({{RowKind::hidden, layer}, own, h});
+    };
+    keep_hidden(0);
+    for (int l = 0; l < c.n_layer; ++l) {
+      layer_prepass(*be, model, l, h.data(), own.data(), n, q.data(), k.data(), vv.data(), ws);
+      std::fill(M.begin(), M.end(), -std::numeric_limits<float>::infinity());
+      std::fill(E.begin(), E.end(), 0.0f);
+      std::fill(U.begin(), U.end(), 0.0f);
+      for (const ReceivedPart& p : parts) {
+        if (p.part->kind != (int)CommKind::partial || p.msg->layer != l) continue;
+        const RankRole from = s.role_of_rank(p.msg->peer);
+        const size_t nr = p.part->n_positions;
+        if (p.part->bytes != 4 * nr * c.n_head * (c.d_head + 2))
+          throw std::runtime_error("a partial of the trace has the wrong size");
+        const float* pm = reinterpret_cast<const float*>(p.data);
+        const float* pe = pm + nr * c.n_head;
+        const float* pu = pe + nr * c.n_head;
+        for (size_t i = 0; i < nr; ++i) {
+          const size_t r = row_of.at(p.positions[i]), at = from.b * nh + r * c.n_head;
+          std::memcpy(&M[at], pm + i * c.n_head, 4 * c.n_head);
+          std::memcpy(&E[at], pe + i * c.n_head, 4 * c.n_head);
+          std::memcpy(&U[at * c.d_head], pu + i * c.n_head * c.d_head, 4 * c.n_head * c.d_head);
+        }
+      }
+      be->merge_partials(M.data(), E.data(), U.data(), s.beta, n, c.n_head, c.d_head, o.data());
+      layer_postpass(*be, model, l, h.data(), o.data(), n, ws);
+      keep_hidden(l + 1);
+    }
+    return v;
+  }
+
+  if (v.role.kind != RankRole::attn) throw std::invalid_argument("the client is not attacked");
+  // AttnNode: gather the q, k, v rows of every layer, by position.
+  std::vector<std::map<int, std::vector<float>>> qs(c.n_layer), ks(c.n_layer), vs(c.n_layer);
+  for (const ReceivedPart& p : parts) {
+    const int l = p.msg->layer;
+    const size_t nr = p.part->n_positions;
+    const float* d = reinterpret_cast<const float*>(p.data);
+    if (p.part->kind == (int)CommKind::q) {
+      for (size_t i = 0; i < nr; ++i) qs[l][p.positions[i]].assign(d + i * c.d_q(), d + (i + 1) * c.d_q());
+    } else if (p.part->kind == (int)CommKind::kv) {
+      for (size_t i = 0; i < nr; ++i) {
+        ks[l][p.positions[i]].assign(d + i * c.d_kv(), d + (i + 1) * c.d_kv());
+        vs[l][p.positions[i]].assign(d + (nr + i) * c.d_kv(), d + (nr + i + 1) * c.d_kv());
+      }
+    }
+  }
+  auto add = [&](RowKind kind, int l, const std::map<int, std::vector<float>>& m) {
+    if (m.empty()) return;
+    ViewRows r{{kind, l}, {}, {}};
+    for (const auto& [pos, row] : m) {
+      r.positions.push_back(pos);
+      r.data.insert(r.data.end(), row.begin(), row.end());
+    }
+    v.rows.push_back(std::move(r));
+  };
+  for (int l = 0; l < c.n_layer; ++l) {
+    add(RowKind::q, l, qs[l]);
+    add(RowKind::k, l, ks[l]);
+    add(RowKind::v, l, vs[l]);
+  }
+  // Tokens from the layer-0 rows: v (position-free) where held, else q.
+  Layer0Inverter inv(model);
+  for (const auto& [pos, row] : vs[0])
+    if (pos < v.n_prompt) v.tokens[pos] = inv.token({RowKind::v, 0}, pos, row.data());
+  for (const auto& [pos, row] : qs[0])
+    if (pos < v.n_prompt && v.tokens[pos] < 0) v.tokens[pos] = inv.token({RowKind::q, 0}, pos, row.data());
+  return v;
+}
+
+ViewAttackResult attack_view(const Model& model, const PartyView& view, const ViewAttackOptions& o,
+                             const Progress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ViewAttackResult res;
+  res.recovered.assign(view.n_prompt, -1);
+  res.confident.assign(view.n_prompt, 0);
+  Continuations cx(model);
+  int settled = 0;  // positions 0..settled−1 are in cx's prefix
+  const int observed = view.observed();
+  int done = 0;
+  for (int p = 0; p < view.n_prompt; ++p) {
+    const int32_t tok = view.tokens[p];
+    if (tok < 0) continue;
+    if (p > settled) {
+      // The row of p that verifies fills: hidden@layer (CompNode), else k or q (AttnNode).
+      RowSpec spec{RowKind::hidden, o.layer};
+      const float* row = view.row(spec, p);
+      for (RowKind kind : {RowKind::k, RowKind::q}) {
+        if (row) break;
+        spec = {kind, o.layer};
+        row = view.row(spec, p);
+      }
+      if (!row) throw std::runtime_error("the view holds no row of position " + std::to_string(p) + " at layer " + std::to_string(o.layer));
+      HoleResult h = fill_hole(cx, p - settled, tok, spec, row, o.gap);
+      for (int i = 0; i < h.len; ++i) {
+        res.recovered[settled + i] = h.guess[i];
+        res.confident[settled + i] = h.matched;
+      }
+      res.verified += h.verified;
+      cx.append(h.guess);
+      res.holes.push_back(std::move(h));
+    }
+    cx.append({tok});
+    res.recovered[p] = tok;
+    res.confident[p] = 1;
+    settled = p + 1;
+    if (progress) progress(++done, observed);
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+AttackScore score_attack(const std::vector<int32_t>& truth, const std::vector<int32_t>& recovered,
+                         const std::vector<char>& confident, const std::vector<int32_t>& known) {
+  if (truth.size() != recovered.size() || truth.size() != known.size() || truth.size() != confident.size())
+    throw std::invalid_argument("score_attack: lengths differ");
+  AttackScore s;
+  s.n = (int)truth.size();
+  std::vector<int32_t> claimed;
+  for (int p = 0; p < s.n; ++p) {
+    if (known[p] >= 0) {
+      ++s.observed;
+    } else {
+      ++s.unseen;
+      s.unseen_correct += recovered[p] == truth[p];
+      s.unseen_confident += confident[p] != 0;
+    }
+    if (confident[p] && recovered[p] >= 0) claimed.push_back(recovered[p]);
+  }
+  s.unseen_accuracy = s.unseen ? (double)s.unseen_correct / s.unseen : 0.0;
+  s.rouge_tokens = rouge_l_tokens(truth, claimed).f1;
+  const double x = s.n ? (double)s.observed / s.n : 0.0;
+  s.floor = 2 * x / (1 + x);
+  s.gain = s.rouge_tokens - s.floor;
+  return s;
+}
+
+}  // namespace cascade

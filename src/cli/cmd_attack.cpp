@@ -1,0 +1,451 @@
+// cascade attack: the security evaluation (PROTOCOL "Attacks"), run against the model's own
+// states of a prompt (the unsharded baseline) or against what one party of a traced run
+// received (attack_view.h).
+//   vocab  — vocabulary matching on full rows at one layer, plain or permuted
+//   (gap, holes, view: see their --help)
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+#include <sstream>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cascade/attack_view.h"
+#include "cascade/backend.h"
+#include "cascade/gap_attack.h"
+#include "cascade/rouge.h"
+#include "cascade/trace_io.h"
+#include "cascade/vocab_match.h"
+#include "cli_common.h"
+#include "commands.h"
+#include "progress.h"
+
+namespace cascade::cli {
+namespace {
+
+// The prompts an attack runs on: one (--prompt, --prompt-file, --tokens) or many (--prompts).
+struct PromptOptions {
+  GenerateOptions gen;
+  std::string jsonl;  // --prompts FILE: one JSON string per line
+  int limit = 0;      // at most this many prompts of the file (0: all)
+  int max_tokens = 0; // cut each prompt to its first N tokens (0: whole)
+};
+
+void add_prompt_options(CLI::App* sub, PromptOptions& o) {
+  add_model_options(sub, o.gen.model, /*weights=*/true);
+  auto text = [&o](const std::string&) { o.gen.text_given = true; };
+  sub->add_option("-p,--prompt", o.gen.prompt, "Prompt text (used as is: no chat template)")
+      ->capture_default_str()->each(text);
+  sub->add_option("-f,--prompt-file", o.gen.prompt_file, "Read the prompt from a file")
+      ->check(CLI::ExistingFile)->each(text);
+  sub->add_option("--tokens", o.gen.tokens, "A prompt of N random token ids (synthetic models)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--prompt-seed", o.gen.prompt_seed, "Seed of the --tokens prompt")->capture_default_str();
+  sub->add_option("--prompts", o.jsonl, "Many prompts: a .jsonl file, one JSON string per line (e.g. data/corpus/eval.jsonl)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--limit", o.limit, "With --prompts: the first N prompts only")->check(CLI::PositiveNumber);
+  sub->add_option("--max-tokens", o.max_tokens, "Cut every prompt to its first N tokens")->check(CLI::PositiveNumber);
+  sub->add_option("-t,--threads", o.gen.threads, "CPU threads (default: OpenMP/OpenBLAS defaults)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+std::vector<std::vector<int32_t>> load_prompts(const LoadedModel& lm, const PromptOptions& o) {
+  std::vector<std::vector<int32_t>> out;
+  if (!o.jsonl.empty()) {
+    if (o.gen.text_given || o.gen.tokens > 0)
+      throw std::invalid_argument("give either --prompts FILE or one prompt (--prompt, --prompt-file, --tokens), not both");
+    if (!lm.tokenizer) throw std::invalid_argument(lm.spec.path + " has no tokenizer: --prompts needs a GGUF model");
+    std::ifstream in(o.jsonl);
+    if (!in) throw std::runtime_error("cannot read '" + o.jsonl + "'");
+    std::string line;
+    for (size_t n = 1; std::getline(in, line) && (o.limit == 0 || (int)out.size() < o.limit); ++n) {
+      nlohmann::json text;
+      try {
+        text = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        throw std::runtime_error(o.jsonl + ":" + std::to_string(n) + ": not a JSON string: " + e.what());
+      }
+      if (!text.is_string()) throw std::runtime_error(o.jsonl + ":" + std::to_string(n) + ": not a JSON string");
+      out.push_back(lm.tokenizer->encode(text.get<std::string>()));
+    }
+    if (out.empty()) throw std::invalid_argument("'" + o.jsonl + "' holds no prompt");
+  } else {
+    GenerateOptions g = o.gen;
+    g.raw = true;
+    g.n_predict = 0;
+    out.push_back(encode_prompt(lm, g));
+  }
+  for (auto& ids : out) {
+    if (o.max_tokens > 0 && (int)ids.size() > o.max_tokens) ids.resize(o.max_tokens);
+    if (ids.empty()) throw std::invalid_argument("a prompt encodes to no tokens");
+  }
+  return out;
+}
+
+std::string show_tokens(const LoadedModel& lm, const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) {
+    if (lm.tokenizer && id >= 0) s += lm.tokenizer->token_to_piece(id);
+    else s += (s.empty() ? "" : " ") + (id < 0 ? std::string("_") : std::to_string(id));
+  }
+  return s;
+}
+
+// ---- vocab ----------------------------------------------------------------------------------
+
+struct VocabOptions {
+  PromptOptions prompts;
+  std::vector<std::string> rows = {"hidden@1"};
+  std::vector<std::string> perms = {"none"};
+  VocabMatchOptions match;
+  bool no_proposal = false;
+  uint64_t perm_seed = 1;
+  bool per_row_dims = false;
+  bool json = false;
+  bool quiet = false;
+};
+
+void run_vocab(const VocabOptions& o) {
+  set_cpu_threads(o.prompts.gen.threads);
+  const LoadedModel lm = load_model(resolve_model(o.prompts.gen.model));
+  const std::vector<std::vector<int32_t>> prompts = load_prompts(lm, o.prompts);
+  std::vector<Permutation> perms;
+  for (const std::string& p : o.perms) {
+    if (p == "all") perms = {Permutation::none, Permutation::rows, Permutation::dims, Permutation::both};
+    else perms.push_back(parse_permutation(p));
+  }
+  nlohmann::json runs = nlohmann::json::array();
+  if (!o.json)
+    std::printf("%-10s %-5s %6s %7s %8s %12s %9s %10s %6s %11s\n", "row", "perm", "prompt", "tokens",
+                "correct", "candidates", "seconds", "cand/s", "scans", "max-d-acc");
+  for (const std::string& row_name : o.rows) {
+    VocabMatchOptions mo = o.match;
+    mo.row = parse_row_spec(row_name, lm.cfg);
+    mo.proposal = !o.no_proposal;
+    for (Permutation perm : perms) {
+      mo.perm = perm;
+      long total_tokens = 0, total_correct = 0;
+      for (size_t pi = 0; pi < prompts.size(); ++pi) {
+        const std::vector<int32_t>& ids = prompts[pi];
+        const int n = (int)ids.size(), w = row_width(lm.cfg, mo.row);
+        const std::vector<float> rows = permute_rows(victim_rows(lm.model, ids, mo.row), n, w, perm,
+                                                     o.perm_seed + pi, o.per_row_dims);
+        ProgressBar bar(row_name + " " + permutation_name(perm) + " prompt " + std::to_string(pi + 1));
+        const VocabMatchResult r =
+            vocab_match(lm.model, rows, n, mo, [&](int d, int t) { if (!o.quiet) bar.update(d, t); });
+        bar.finish();
+        int correct = 0;
+        double max_acc = 0.0;
+        for (int i = 0; i < n; ++i) {
+          correct += r.tokens[i] == ids[i];
+          max_acc = std::max(max_acc, r.positions[i].distance);
+        }
+        total_tokens += n;
+        total_correct += correct;
+        const double rate = r.seconds > 0 ? r.candidates / r.seconds : 0.0;
+        if (o.json) {
+          runs.push_back({{"row", row_name}, {"perm", permutation_name(perm)}, {"prompt", pi},
+                          {"tokens", n}, {"correct", correct}, {"accuracy", (double)correct / n},
+                          {"candidates", r.candidates}, {"seconds", r.seconds},
+                          {"candidates_per_s", rate}, {"full_scans", r.full_scans},
+                          {"row_blocks", r.row_blocks}, {"recovered", r.tokens}, {"truth", ids}});
+        } else {
+          std::printf("%-10s %-5s %6zu %7d %8d %12lld %9.2f %10.0f %6d %11.2e\n", row_name.c_str(),
+                      permutation_name(perm), pi, n, correct, (long long)r.candidates, r.seconds,
+                      rate, r.full_scans, max_acc);
+          if (correct < n && prompts.size() == 1)
+            std::printf("  recovered: %s\n", nlohmann::json(show_tokens(lm, r.tokens)).dump().c_str());
+        }
+      }
+      if (!o.json && prompts.size() > 1)
+        std::printf("%-10s %-5s %6s %7ld %8ld  token accuracy %.2f%%\n", row_name.c_str(),
+                    permutation_name(perm), "all", total_tokens, total_correct,
+                    100.0 * total_correct / total_tokens);
+    }
+  }
+  if (o.json) std::printf("%s\n", runs.dump(1).c_str());
+}
+
+// ---- view ---------------------------------------------------------------------------------
+
+struct ViewOptions {
+  ModelOptions model;
+  std::string trace;
+  std::vector<std::string> parties = {"all"};
+  ViewAttackOptions attack;
+  std::vector<int64_t> budgets;  // empty: --budget alone
+  std::string csv;
+  bool json = false;
+  bool quiet = false;
+  int threads = 0;
+};
+
+void run_view(const ViewOptions& o) {
+  set_cpu_threads(o.threads);
+  const Trace t = read_trace(o.trace);
+  if (!t.meta.views) throw std::invalid_argument(o.trace + " has no views: record the run with cascade run --trace FILE --trace-views");
+  ModelOptions mo = o.model;
+  if (mo.spec.path.empty()) mo.spec.path = t.meta.model_source;
+  const LoadedModel lm = load_model(resolve_model(mo));
+  const Schedule& s = t.schedule;
+  const std::vector<int32_t> truth = trace_prompt(t);
+  std::vector<int> ranks;
+  for (const std::string& p : o.parties) {
+    if (p == "all") {
+      for (int r = 1; r < s.n_ranks(); ++r) ranks.push_back(r);
+    } else if (p == "comp") {
+      for (int k = 0; k < s.alpha; ++k) ranks.push_back(s.comp_rank(k));
+    } else if (p == "attn") {
+      for (int a = 0; a < s.beta; ++a)
+        for (int b = 0; b < s.beta; ++b) ranks.push_back(s.attn_rank(a, b));
+    } else {
+      ranks.push_back(party_rank(s, p));
+    }
+  }
+  std::vector<int64_t> budgets = o.budgets;
+  if (budgets.empty()) budgets.push_back(o.attack.gap.budget);
+  std::sort(budgets.begin(), budgets.end());
+  std::ofstream csv;
+  if (!o.csv.empty()) {
+    const bool fresh = !std::ifstream(o.csv).good();
+    csv.open(o.csv, std::ios::app);
+    if (!csv) throw std::runtime_error("cannot write '" + o.csv + "'");
+    if (fresh)
+      csv << "trace,alpha,beta,c,delta,attn_sharding,n_prompt,party,rank,layer,budget,beam,observed,unseen,"
+             "unseen_correct,unseen_confident,unseen_accuracy,rouge_tokens,rouge_words,floor,gain,holes,"
+             "holes_matched,verified,seconds\n";
+  }
+  nlohmann::json out = nlohmann::json::array();
+  if (!o.json)
+    std::printf("%-16s %7s %8s %6s %7s %8s %9s %7s %7s %7s %9s %8s\n", "party", "budget", "observed",
+                "unseen", "correct", "matched", "accuracy", "rouge", "floor", "gain", "verified", "seconds");
+  for (int rank : ranks) {
+    const PartyView view = party_view(t, rank, lm.model);
+    for (int64_t budget : budgets) {
+      ViewAttackOptions ao = o.attack;
+      ao.gap.budget = budget;
+      ProgressBar bar(view.role.name() + " budget " + std::to_string(budget));
+      const ViewAttackResult r = attack_view(lm.model, view, ao, [&](int d, int n) { if (!o.quiet) bar.update(d, n); });
+      bar.finish();
+      const AttackScore sc = score_attack(truth, r.recovered, r.confident, view.tokens);
+      // ROUGE-L over words as well: the claimed tokens' text against the prompt's.
+      double rouge_words = 0.0;
+      if (lm.tokenizer) {
+        std::string ref, cand;
+        for (int p = 0; p < (int)truth.size(); ++p) {
+          ref += lm.tokenizer->token_to_piece(truth[p]);
+          if (r.confident[p] && r.recovered[p] >= 0) cand += lm.tokenizer->token_to_piece(r.recovered[p]);
+          else cand += " ";
+        }
+        rouge_words = rouge_l_text(ref, cand).f1;
+      }
+      int matched = 0;
+      for (const HoleResult& h : r.holes) matched += h.matched;
+      if (o.json) {
+        out.push_back({{"party", view.role.name()}, {"rank", rank}, {"budget", budget}, {"beam", ao.gap.beam},
+                       {"layer", ao.layer}, {"observed", sc.observed}, {"unseen", sc.unseen},
+                       {"unseen_correct", sc.unseen_correct}, {"unseen_confident", sc.unseen_confident},
+                       {"unseen_accuracy", sc.unseen_accuracy}, {"rouge_tokens", sc.rouge_tokens},
+                       {"rouge_words", rouge_words}, {"floor", sc.floor}, {"gain", sc.gain},
+                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"verified", r.verified},
+                       {"seconds", r.seconds}, {"recovered", r.recovered}, {"truth", truth}});
+      } else {
+        std::printf("%-16s %7lld %8d %6d %7d %8d %8.1f%% %7.3f %7.3f %+7.3f %9lld %8.1f\n", view.role.name().c_str(),
+                    (long long)budget, sc.observed, sc.unseen, sc.unseen_correct, sc.unseen_confident,
+                    100.0 * sc.unseen_accuracy, sc.rouge_tokens, sc.floor, sc.gain, (long long)r.verified, r.seconds);
+      }
+      if (csv.is_open()) {
+        csv << o.trace << ',' << s.alpha << ',' << s.beta << ',' << s.c << ',' << s.delta << ','
+            << attn_sharding_name(s.attn_sharding) << ',' << s.n_prompt << ",\"" << view.role.name() << "\"," << rank
+            << ',' << ao.layer << ',' << budget << ',' << ao.gap.beam << ',' << sc.observed << ',' << sc.unseen << ','
+            << sc.unseen_correct << ',' << sc.unseen_confident << ',' << sc.unseen_accuracy << ',' << sc.rouge_tokens
+            << ',' << rouge_words << ',' << sc.floor << ',' << sc.gain << ',' << r.holes.size() << ',' << matched
+            << ',' << r.verified << ',' << r.seconds << '\n';
+        csv.flush();
+      }
+    }
+  }
+  if (o.json) std::printf("%s\n", out.dump(1).c_str());
+}
+
+// ---- holes --------------------------------------------------------------------------------
+
+struct HolesOptions {
+  PromptOptions prompts;
+  std::string lengths = "1-16";
+  std::vector<int64_t> budgets = {1000, 10000, 100000};
+  int beam = 256;
+  double eps = 1e-3;
+  std::string row = "hidden@1";
+  int context = 16;  // positions known before the hole (at least)
+  uint64_t seed = 1;
+  std::string csv;
+  bool quiet = false;
+};
+
+std::vector<int> parse_lengths(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int a = 0, b = 0;
+    char dash = 0, tail = 0;
+    const int got = std::sscanf(item.c_str(), "%d%c%d%c", &a, &dash, &b, &tail);
+    if (got == 1) b = a;
+    else if (got != 3 || dash != '-') throw std::invalid_argument("--lengths '" + text + "': expected e.g. 1-16 or 1,2,4");
+    if (a < 1 || b < a) throw std::invalid_argument("--lengths '" + text + "': lengths are ≥ 1, ranges ascending");
+    for (int h = a; h <= b; ++h) out.push_back(h);
+  }
+  return out;
+}
+
+// The gap experiment: for every prompt and hole length h, the attacker knows the prompt up to
+// a hole of h positions, the token right after it and that position's row; it fills the hole
+// (gap_attack.h). One enumeration per (prompt, h) serves every budget (milestones).
+void run_holes(const HolesOptions& o) {
+  set_cpu_threads(o.prompts.gen.threads);
+  const LoadedModel lm = load_model(resolve_model(o.prompts.gen.model));
+  const std::vector<std::vector<int32_t>> prompts = load_prompts(lm, o.prompts);
+  const std::vector<int> lengths = parse_lengths(o.lengths);
+  const RowSpec spec = parse_row_spec(o.row, lm.cfg);
+  std::vector<int64_t> budgets = o.budgets;
+  std::sort(budgets.begin(), budgets.end());
+  if (o.csv.empty()) throw std::invalid_argument("--csv FILE is required (results are appended, and rows already there are not recomputed)");
+  std::set<std::pair<int, int>> done;  // (prompt, h) already in the CSV
+  {
+    std::ifstream in(o.csv);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      int p = 0, h = 0;
+      if (std::sscanf(line.c_str(), "%d,%*d,%*d,%d", &p, &h) == 2) done.insert({p, h});
+    }
+  }
+  const bool fresh = !std::ifstream(o.csv).good();
+  std::ofstream csv(o.csv, std::ios::app);
+  if (!csv) throw std::runtime_error("cannot write '" + o.csv + "'");
+  if (fresh)
+    csv << "prompt,n_tokens,start,len,budget,beam,row,recovered,matched,match_rank,verified,seconds,"
+           "enumerate_seconds,distance\n";
+  const int w = row_width(lm.cfg, spec);
+  Continuations cx(lm.model);
+  GapOptions go;
+  go.beam = o.beam;
+  go.eps = o.eps;
+  go.budget = budgets.back();
+  go.milestones.assign(budgets.begin(), budgets.end() - 1);
+  long todo = 0, step = 0;
+  for (size_t pi = 0; pi < prompts.size(); ++pi)
+    for (int h : lengths) todo += !done.count({(int)pi, h}) && (int)prompts[pi].size() >= o.context + h + 1;
+  std::fprintf(stderr, "attack holes: %ld holes to fill (%zu already in %s), budgets up to %lld, beam %d, %s\n", todo,
+               done.size(), o.csv.c_str(), (long long)go.budget, o.beam, o.row.c_str());
+  for (size_t pi = 0; pi < prompts.size(); ++pi) {
+    const std::vector<int32_t>& ids = prompts[pi];
+    const int n = (int)ids.size();
+    for (int h : lengths) {
+      if (done.count({(int)pi, h}) || n < o.context + h + 1) continue;
+      // The hole starts after at least `context` known tokens, at a seeded place.
+      std::mt19937_64 rng(o.seed * 1000003ull + pi * 131ull + h);
+      const int start = o.context + (int)(rng() % (uint64_t)(n - o.context - h));
+      const int p = start + h;
+      const std::vector<int32_t> upto(ids.begin(), ids.begin() + p + 1);
+      const std::vector<float> rows = victim_rows(lm.model, upto, spec);
+      cx.reset();
+      cx.append(std::vector<int32_t>(ids.begin(), ids.begin() + start));
+      const HoleResult r = fill_hole(cx, h, ids[p], spec, rows.data() + (size_t)p * w, go);
+      for (const Milestone& m : r.milestones) {
+        int correct = 0;
+        for (int i = 0; i < h; ++i) correct += m.guess.size() == (size_t)h && m.guess[i] == ids[start + i];
+        csv << pi << ',' << n << ',' << start << ',' << h << ',' << m.budget << ',' << o.beam << ',' << o.row << ','
+            << correct << ',' << m.matched << ',' << (m.matched ? r.match_rank : -1) << ','
+            << std::min<int64_t>(m.budget, r.verified) << ',' << m.seconds << ',' << r.enumerate_seconds << ','
+            << r.distance << '\n';
+      }
+      csv.flush();
+      ++step;
+      if (!o.quiet)
+        std::fprintf(stderr, "[%ld/%ld] prompt %zu hole %d at %d: %s (rank %lld), %lld verified, %.1fs\n", step, todo, pi,
+                     h, start, r.matched ? "matched" : "not matched", (long long)r.match_rank, (long long)r.verified,
+                     r.seconds);
+    }
+  }
+}
+
+}  // namespace
+
+void add_attack_command(CLI::App& app) {
+  CLI::App* attack = app.add_subcommand("attack", "Attacks on what the parties see: vocabulary matching (plain, permuted, on sharded views)");
+  attack->require_subcommand(1);
+
+  auto v = std::make_shared<VocabOptions>();
+  CLI::App* vs = attack->add_subcommand(
+      "vocab",
+      "Vocabulary matching on full, unsharded rows of a prompt at one layer (the baseline Cascade defends against): "
+      "position by position, candidates in the order of the model's next-token logits, batched through the first "
+      "layers with the prefix cached, nearest row in L1");
+  add_prompt_options(vs, v->prompts);
+  vs->add_option("--row", v->rows, "Rows the victim released: hidden@L (after block L), q@L, k@L, v@L; several allowed")
+      ->capture_default_str();
+  vs->add_option("--perm", v->perms, "none, rows (rows shuffled), dims (hidden dimension shuffled), both, or all")
+      ->capture_default_str();
+  vs->add_option("--batch", v->match.batch, "Candidates per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  vs->add_option("--eps", v->match.eps, "Accept a candidate below eps × the observed row's L1 norm (relative L1)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  vs->add_flag("--no-proposal", v->no_proposal, "Candidates in id order instead of the model's proposal");
+  vs->add_option("--start-token", v->match.start_token, "Proposal at position 0: the logits after this token id (-1: id order)")
+      ->capture_default_str();
+  vs->add_option("--perm-seed", v->perm_seed, "Seed of the victim's permutations")->capture_default_str();
+  vs->add_flag("--per-row-dims", v->per_row_dims, "dims: one column permutation per row (default: one for all rows)");
+  vs->add_flag("--json", v->json, "Print the results as JSON");
+  vs->add_flag("-q,--quiet", v->quiet, "No progress bar");
+  vs->callback([v] { run_vocab(*v); });
+
+  auto w = std::make_shared<ViewOptions>();
+  CLI::App* ws = attack->add_subcommand(
+      "view",
+      "Generalised vocabulary matching on what one party of a traced run received (cascade run --trace FILE "
+      "--trace-views): fills every hole before a position the party holds, scored against the prompt");
+  add_model_options(ws, w->model, /*weights=*/true, "default: the trace's model");
+  ws->add_option("--trace", w->trace, "Trace of the run, recorded with --trace-views")->required()->check(CLI::ExistingFile);
+  ws->add_option("--party", w->parties, "comp:K, attn:A,B, comp (every CompNode), attn (every AttnNode) or all")
+      ->capture_default_str();
+  ws->add_option("--budget", w->attack.gap.budget, "Fills verified per hole")->capture_default_str()->check(CLI::PositiveNumber);
+  ws->add_option("--budgets", w->budgets, "Several budgets, one attack each (overrides --budget)")->delimiter(',');
+  ws->add_option("--beam", w->attack.gap.beam, "Partial fills kept per position of a hole")->capture_default_str()->check(CLI::PositiveNumber);
+  ws->add_option("--layer", w->attack.layer, "Layer of the rows that verify fills (hidden@L for CompNodes, k@L or q@L for AttnNodes)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  ws->add_option("--eps", w->attack.gap.eps, "A fill matches below eps × the row's L1 norm")->capture_default_str()->check(CLI::PositiveNumber);
+  ws->add_option("--csv", w->csv, "Append one line per (party, budget) to this CSV");
+  ws->add_flag("--json", w->json, "Print the results as JSON");
+  ws->add_flag("-q,--quiet", w->quiet, "No progress bar");
+  ws->add_option("-t,--threads", w->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  ws->callback([w] { run_view(*w); });
+
+  auto h = std::make_shared<HolesOptions>();
+  CLI::App* hs = attack->add_subcommand(
+      "holes",
+      "The gap experiment: for each prompt and hole length, fill one hole of that length (the prompt before it, the "
+      "token after it and that position's row known) with LM-ordered fills; the fraction of hole tokens recovered per "
+      "budget, appended to a CSV (resumable)");
+  add_prompt_options(hs, h->prompts);
+  hs->add_option("--lengths", h->lengths, "Hole lengths, e.g. 1-16 or 1,2,4")->capture_default_str();
+  hs->add_option("--budgets", h->budgets, "Fills verified per hole: one enumeration, reported at each budget")
+      ->delimiter(',')->capture_default_str();
+  hs->add_option("--beam", h->beam, "Partial fills kept per position of a hole")->capture_default_str()->check(CLI::PositiveNumber);
+  hs->add_option("--eps", h->eps, "A fill matches below eps × the row's L1 norm")->capture_default_str()->check(CLI::PositiveNumber);
+  hs->add_option("--row", h->row, "The row of the position after the hole that verifies fills")->capture_default_str();
+  hs->add_option("--context", h->context, "Known positions before the hole, at least")->capture_default_str()->check(CLI::NonNegativeNumber);
+  hs->add_option("--seed", h->seed, "Seed of the holes' places")->capture_default_str();
+  hs->add_option("--csv", h->csv, "Results file (appended; (prompt, length) pairs already there are skipped)")->required();
+  hs->add_flag("-q,--quiet", h->quiet, "No per-hole lines");
+  hs->callback([h] { run_holes(*h); });
+}
+
+}  // namespace cascade::cli
