@@ -4,11 +4,16 @@
 //   timeline   every rank's spans cover its run without gaps or overlaps; every received
 //              message pairs with a send; the bytes of the messages equal the transport's counts
 //   no tokens  a run in which CompNodes own no position is traced, written and read back
+//   party view the attack suite's view of every party (attack_view.h), read from its trace,
+//              holds exactly the rows the transport delivered to it in the prefill; a
+//              CompNode's rebuilt hidden rows equal the single-process reference's; an
+//              AttnNode's tokens, recovered from its layer-0 rows, are the prompt's
 // Prints "OK"/"NOT OK" per check and exits non-zero on any failure.
 //
 //   mpirun -np 7 cascade_trace_tests
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -16,7 +21,10 @@
 #include <tuple>
 #include <vector>
 
+#include "cascade/attack_view.h"
 #include "cascade/backend.h"
+#include "cascade/exposure.h"
+#include "cascade/vocab_match.h"
 #include "cascade/model.h"
 #include "cascade/mpi_transport.h"
 #include "cascade/protocol.h"
@@ -113,6 +121,75 @@ void check_views(const RankTrace& r, const std::vector<Delivered>& delivered) {
                                      " messages, " + std::to_string(bytes) + " bytes " + why);
 }
 
+// The party's view, as the attack suite reads it from the party's own trace, against what the
+// transport delivered (prefill parts: every position in the prompt) and the reference.
+void check_party_view(const CascadeReport& rep, const std::vector<Delivered>& delivered, const Model& model,
+                      const std::vector<int32_t>& prompt) {
+  if (rank_ == 0) return;
+  const Schedule& s = rep.schedule;
+  const ModelConfig& c = model.cfg;
+  Trace t;
+  t.meta.views = true;
+  t.schedule = s;
+  t.ranks.resize(s.n_ranks());
+  t.ranks[rank_] = rep.traces.at(0);
+  const PartyView v = party_view(t, rank_, model);
+  bool ok = true;
+  std::string why;
+  uint64_t rows = 0;
+  auto same = [&](const float* got, const float* want, int n, const std::string& what) {
+    if (got && std::memcmp(got, want, 4 * (size_t)n) == 0) return ++rows, true;
+    if (ok) why = what;
+    return ok = false;
+  };
+  for (const Delivered& d : delivered) {
+    for (const auto& [kind, part] : d.parts) {
+      const std::vector<int32_t>& pos = part.first;
+      if (pos.empty() || *std::max_element(pos.begin(), pos.end()) >= s.n_prompt) continue;
+      const float* f = reinterpret_cast<const float*>(part.second.data());
+      const size_t n = pos.size();
+      const std::string at = " of layer " + std::to_string(d.layer);
+      for (size_t i = 0; i < n; ++i) {
+        if (kind == (int)CommKind::q) {
+          same(v.row({RowKind::q, d.layer}, pos[i]), f + i * c.d_q(), c.d_q(), "a q row" + at);
+        } else if (kind == (int)CommKind::kv) {
+          same(v.row({RowKind::k, d.layer}, pos[i]), f + i * c.d_kv(), c.d_kv(), "a k row" + at);
+          same(v.row({RowKind::v, d.layer}, pos[i]), f + (n + i) * c.d_kv(), c.d_kv(), "a v row" + at);
+        } else if (kind == (int)CommKind::tokens) {
+          const int32_t id = reinterpret_cast<const int32_t*>(part.second.data())[i];
+          if (v.tokens.at(pos[i]) != id) ok = false, why = "a token";
+        }
+      }
+    }
+  }
+  // What the party can say about the prompt beyond the raw rows.
+  const std::vector<int> observed = observed_positions(s, rank_);
+  int known = 0;
+  for (int p : observed) {
+    if (p >= s.n_prompt) continue;
+    ++known;
+    if (v.tokens[p] != prompt[p]) ok = false, why = "the token of position " + std::to_string(p);
+  }
+  if (known != v.observed()) ok = false, why = "observed count";
+  double worst = 0.0;
+  if (v.role.kind == RankRole::comp) {
+    for (int layer : {1, c.n_layer}) {
+      const std::vector<float> ref = victim_rows(model, prompt, {RowKind::hidden, layer});
+      for (int p : observed) {
+        if (p >= s.n_prompt) continue;
+        const float* got = v.row({RowKind::hidden, layer}, p);
+        if (!got) { ok = false, why = "no hidden row"; break; }
+        worst = std::max(worst, relative_l1(got, ref.data() + (size_t)p * c.d_model, c.d_model));
+      }
+    }
+    if (worst > 1e-5) ok = false, why = "hidden rows differ from the reference by " + std::to_string(worst);
+  }
+  check(ok && rows + known > 0, v.role.name() + ": party view = delivered rows (" + std::to_string(rows) + " rows), " +
+                                    std::to_string(known) + " tokens right" +
+                                    (v.role.kind == RankRole::comp ? ", hidden rows within " + std::to_string(worst) + " of the reference" : "") +
+                                    (ok ? "" : ": " + why));
+}
+
 // Spans contiguous from 0; receives pair with sends; message bytes = transport counts.
 void check_timeline(const Schedule& s, const std::vector<RankTrace>& ranks) {
   // The client sends the schedule before the trace starts: the rest of its bytes are traced.
@@ -172,6 +249,7 @@ int main(int argc, char** argv) {
     std::vector<Delivered> delivered;
     const CascadeReport rep = run(p, prompt, model, true, &delivered);
     check_views(rep.traces.at(0), delivered);  // rank 0 holds everyone's: its own is [0]
+    check_party_view(rep, delivered, model, prompt);
     if (rank_ == 0) check_timeline(rep.schedule, rep.traces);
 
     // α = 2, β = 2, c = 16, 6-token prompt: CompNode 1 owns no position. Written and read back.
