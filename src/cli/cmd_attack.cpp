@@ -192,7 +192,15 @@ void run_view(const ViewOptions& o) {
   const Trace t = read_trace(o.trace);
   if (!t.meta.views) throw std::invalid_argument(o.trace + " has no views: record the run with cascade run --trace FILE --trace-views");
   ModelOptions mo = o.model;
-  if (mo.spec.path.empty()) mo.spec.path = t.meta.model_source;
+  if (mo.spec.path.empty()) {  // the run's model: a path, or "synthetic:NAME --layers L --weight-seed S"
+    std::istringstream src(t.meta.model_source);
+    src >> mo.spec.path;
+    std::string flag;
+    while (src >> flag) {
+      if (flag == "--layers") src >> mo.spec.layers;
+      else if (flag == "--weight-seed") src >> mo.spec.weight_seed, mo.weight_seed_given = true;
+    }
+  }
   const LoadedModel lm = load_model(resolve_model(mo));
   const Schedule& s = t.schedule;
   const std::vector<int32_t> truth = trace_prompt(t);

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The attack suite end to end through the shipped command line:
+  - the unsharded baseline (`cascade attack vocab`) recovers a short real-model prompt at
+    layer 1 and a deep layer, plain and permuted (≥ 98% of the tokens: here all of them);
+  - the attacks test the planner's verdicts on what parties of a traced run received
+    (`cascade run --trace --trace-views`, then `cascade attack view`): the AttnNode (0,2) of
+    an `offset` (4,4,4) schedule, which the planner refuses (gap 2), loses ≥ 90% of its unseen
+    tokens; a CompNode of the `cluster` default, with holes of 12, loses none at the same budget;
+  - bad input gets a clear error and a non-zero exit.
+
+    python3 tests/attack/test_attack_cli.py BUILD/cascade [MPIEXEC]
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+CASCADE = None
+MPIRUN = "mpirun"
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1",
+           OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+
+
+def run(args, timeout=600):
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=ENV)
+    return p.returncode, p.stdout, p.stderr
+
+
+class Baseline(unittest.TestCase):
+    def test_short_prompt_layers_1_and_8_every_permutation(self):
+        rc, out, err = run([CASCADE, "attack", "vocab", "-p", "The weather today is sunny and warm.",
+                            "--row", "hidden@1", "--row", "hidden@8", "--perm", "all", "--json", "-q", "-t", "1"])
+        self.assertEqual(rc, 0, err)
+        runs = json.loads(out)
+        self.assertEqual(len(runs), 8)
+        for r in runs:
+            with self.subTest(row=r["row"], perm=r["perm"]):
+                self.assertGreaterEqual(r["accuracy"], 0.98, r)
+                self.assertEqual(r["recovered"], r["truth"])
+
+
+class Views(unittest.TestCase):
+    """A 40-token prompt of the tiny synthetic model (vocabulary 256): a budget of 256 fills
+    covers every 1-token fill and almost none of a 12-token hole."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.traces = {}
+        for name, extra in (("offset", ["--attn-sharding", "offset", "--insecure"]), ("cluster", [])):
+            path = os.path.join(cls.dir.name, name + ".h5")
+            rc, out, err = run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "21", CASCADE, "run",
+                                "--model", "synthetic:tiny", "--tokens", "40", "--alpha", "4", "--beta", "4",
+                                "--cluster", "4", "-n", "1", "--trace", path, "--trace-views", *extra])
+            if rc != 0:
+                raise RuntimeError(out + err)
+            cls.traces[name] = path
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def attack(self, trace, party, budget):
+        rc, out, err = run([CASCADE, "attack", "view", "--trace", trace, "--party", party, "--budget", str(budget),
+                            "--json", "-q", "-t", "1"])
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)[0]
+
+    def test_refused_offset_attn_node_loses_its_unseen_tokens(self):
+        r = self.attack(self.traces["offset"], "attn:0,2", 256)
+        self.assertEqual(r["party"], "AttnNode (0,2)")
+        self.assertGreater(r["unseen"], 0)
+        self.assertGreaterEqual(r["unseen_correct"], 0.9 * r["unseen"], r)
+        self.assertGreater(r["gain"], 0.2, r)
+
+    def test_default_comp_node_keeps_its_holes(self):
+        r = self.attack(self.traces["cluster"], "comp:1", 256)
+        self.assertEqual(r["holes_matched"], 0, r)
+        self.assertAlmostEqual(r["gain"], 0.0, places=9)
+        self.assertEqual(r["verified"], 256 * r["holes"])
+
+    def test_errors(self):
+        for args, msg in ((["--party", "attn:4,0"], "no such AttnNode"), (["--party", "comp:x"], "not a party"),
+                          (["--layer", "7"], "layer")):
+            rc, out, err = run([CASCADE, "attack", "view", "--trace", self.traces["offset"], *args, "-q"])
+            self.assertNotEqual(rc, 0)
+            self.assertIn(msg, err)
+        rc, out, err = run([CASCADE, "attack", "vocab", "--model", "synthetic:tiny", "--row", "hidden@9"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("out of range", err)
+
+
+if __name__ == "__main__":
+    CASCADE = sys.argv.pop(1)
+    if len(sys.argv) > 1:
+        MPIRUN = sys.argv.pop(1)
+    unittest.main(verbosity=2)
