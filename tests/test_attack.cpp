@@ -211,7 +211,16 @@ TEST(ScoreAttack, TheFloorIsKnowingTheObservedTokens) {
   EXPECT_EQ(s.unseen_correct, 1);
   EXPECT_EQ(s.unseen_confident, 2);
   // LCS 3 of 4 claimed, 8 true: P 3/4, R 3/8.
-  EXPECT_NEAR(s.rouge_tokens, 2 * 0.75 * 0.375 / (0.75 + 0.375), 1e-12);
+  EXPECT_NEAR(s.rouge_confident, 2 * 0.75 * 0.375 / (0.75 + 0.375), 1e-12);
+  EXPECT_NEAR(s.rouge_tokens, s.rouge_confident, 1e-12);
+  // Unmatched guesses count in the other output: 4 right of 6 guessed, then the better one.
+  rec = {1, 2, 3, 4, 9, 9, 7, -1};
+  conf = {0, 0, 1, 0, 0, 0, 1, 0};
+  s = score_attack(truth, rec, conf, known);
+  EXPECT_NEAR(s.rouge_confident, s.floor, 1e-12);
+  EXPECT_NEAR(s.rouge_all, 2 * (5.0 / 7) * (5.0 / 8) / (5.0 / 7 + 5.0 / 8), 1e-12);
+  EXPECT_NEAR(s.rouge_tokens, s.rouge_all, 1e-12);
+  EXPECT_NEAR(s.gain, s.rouge_all - s.floor, 1e-12);
 }
 
 }  // namespace

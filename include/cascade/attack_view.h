@@ -63,12 +63,17 @@ class Layer0Inverter {
 struct ViewAttackOptions {
   GapOptions gap;
   int layer = 1;  // rows of this layer verify fills (hidden@layer, else k@layer, else q@layer)
+  // Holes longer than this are not searched (0: no limit): the attacker goes on with the
+  // model's greedy guess for them, unverified. The gap experiment (cascade attack holes)
+  // measures how recovery falls with the hole's length; beyond it, search is wasted compute.
+  int max_hole = 0;
 };
 
 struct ViewAttackResult {
   std::vector<int32_t> recovered;  // (n_prompt) the party's tokens, filled holes; −1: unknown
   std::vector<char> confident;     // (n_prompt) a known token, or a fill that matched its row
-  std::vector<HoleResult> holes;
+  std::vector<HoleResult> holes;  // the holes searched
+  int skipped_holes = 0;           // holes longer than max_hole
   int64_t verified = 0;
   double seconds = 0.0;
 };
@@ -78,15 +83,20 @@ struct ViewAttackResult {
 ViewAttackResult attack_view(const Model& model, const PartyView& view, const ViewAttackOptions& o,
                              const Progress& progress = {});
 
-// How much an attack recovered beyond the party's own tokens. The attacker's claimed text is
-// its confident tokens in order (known ones, and fills that matched their row); with the known
-// tokens alone (a fraction x) ROUGE-L F1 is 2x/(1+x), the floor (PROTOCOL "Exposure").
+// How much an attack recovered beyond the party's own tokens. The attacker outputs its text in
+// one of two ways: its confident tokens only (known ones, and fills that matched their row), or
+// every guess (unmatched fills too). With the known tokens alone (a fraction x) ROUGE-L F1 is
+// 2x/(1+x), the floor (PROTOCOL "Exposure"); the gain is the better output's ROUGE-L minus the
+// floor — the better of two fixed policies, chosen knowing the truth, so it errs toward the
+// attacker.
 struct AttackScore {
   int n = 0, observed = 0, unseen = 0;
   int unseen_correct = 0;    // unseen positions whose guess (matched or not) is right
   int unseen_confident = 0;  // unseen positions filled by a match
   double unseen_accuracy = 0.0;  // unseen_correct / unseen
-  double rouge_tokens = 0.0;     // ROUGE-L F1 over tokens of the confident text vs the prompt
+  double rouge_confident = 0.0;  // ROUGE-L F1 over tokens: the confident text vs the prompt
+  double rouge_all = 0.0;        // the same with every guess
+  double rouge_tokens = 0.0;     // the better of the two
   double floor = 0.0;            // 2x/(1+x), x = observed / n
   double gain = 0.0;             // rouge_tokens − floor
 };

@@ -263,6 +263,23 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
         row = view.row(spec, p);
       }
       if (!row) throw std::runtime_error("the view holds no row of position " + std::to_string(p) + " at layer " + std::to_string(o.layer));
+      if (o.max_hole > 0 && p - settled > o.max_hole) {  // too long: the greedy guess
+        std::vector<int32_t> guess;
+        for (int i = settled; i < p; ++i) {
+          const std::vector<float>& lp = cx.next_logits();
+          const int32_t g = lp.empty() ? o.gap.start_token
+                                       : (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin());
+          res.recovered[i] = g;
+          cx.append({g});
+        }
+        ++res.skipped_holes;
+        cx.append({tok});
+        res.recovered[p] = tok;
+        res.confident[p] = 1;
+        settled = p + 1;
+        if (progress) progress(++done, observed);
+        continue;
+      }
       HoleResult h = fill_hole(cx, p - settled, tok, spec, row, o.gap);
       for (int i = 0; i < h.len; ++i) {
         res.recovered[settled + i] = h.guess[i];
@@ -288,7 +305,7 @@ AttackScore score_attack(const std::vector<int32_t>& truth, const std::vector<in
     throw std::invalid_argument("score_attack: lengths differ");
   AttackScore s;
   s.n = (int)truth.size();
-  std::vector<int32_t> claimed;
+  std::vector<int32_t> claimed, all;
   for (int p = 0; p < s.n; ++p) {
     if (known[p] >= 0) {
       ++s.observed;
@@ -297,10 +314,14 @@ AttackScore score_attack(const std::vector<int32_t>& truth, const std::vector<in
       s.unseen_correct += recovered[p] == truth[p];
       s.unseen_confident += confident[p] != 0;
     }
-    if (confident[p] && recovered[p] >= 0) claimed.push_back(recovered[p]);
+    if (recovered[p] < 0) continue;
+    if (confident[p]) claimed.push_back(recovered[p]);
+    all.push_back(recovered[p]);
   }
   s.unseen_accuracy = s.unseen ? (double)s.unseen_correct / s.unseen : 0.0;
-  s.rouge_tokens = rouge_l_tokens(truth, claimed).f1;
+  s.rouge_confident = rouge_l_tokens(truth, claimed).f1;
+  s.rouge_all = rouge_l_tokens(truth, all).f1;
+  s.rouge_tokens = std::max(s.rouge_confident, s.rouge_all);
   const double x = s.n ? (double)s.observed / s.n : 0.0;
   s.floor = 2 * x / (1 + x);
   s.gain = s.rouge_tokens - s.floor;

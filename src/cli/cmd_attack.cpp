@@ -35,6 +35,7 @@ struct PromptOptions {
   GenerateOptions gen;
   std::string jsonl;  // --prompts FILE: one JSON string per line
   int limit = 0;      // at most this many prompts of the file (0: all)
+  int first = 0;      // skip the file's first N prompts
   int max_tokens = 0; // cut each prompt to its first N tokens (0: whole)
 };
 
@@ -50,14 +51,20 @@ void add_prompt_options(CLI::App* sub, PromptOptions& o) {
   sub->add_option("--prompt-seed", o.gen.prompt_seed, "Seed of the --tokens prompt")->capture_default_str();
   sub->add_option("--prompts", o.jsonl, "Many prompts: a .jsonl file, one JSON string per line (e.g. data/corpus/eval.jsonl)")
       ->check(CLI::ExistingFile);
-  sub->add_option("--limit", o.limit, "With --prompts: the first N prompts only")->check(CLI::PositiveNumber);
+  sub->add_option("--limit", o.limit, "With --prompts: N prompts only")->check(CLI::PositiveNumber);
+  sub->add_option("--first", o.first, "With --prompts: skip the first N (prompt numbers stay the file's)")->check(CLI::NonNegativeNumber);
   sub->add_option("--max-tokens", o.max_tokens, "Cut every prompt to its first N tokens")->check(CLI::PositiveNumber);
   sub->add_option("-t,--threads", o.gen.threads, "CPU threads (default: OpenMP/OpenBLAS defaults)")
       ->check(CLI::NonNegativeNumber);
 }
 
-std::vector<std::vector<int32_t>> load_prompts(const LoadedModel& lm, const PromptOptions& o) {
-  std::vector<std::vector<int32_t>> out;
+struct Prompt {
+  int index = 0;  // in the file (0 for a single prompt)
+  std::vector<int32_t> ids;
+};
+
+std::vector<Prompt> load_prompts(const LoadedModel& lm, const PromptOptions& o) {
+  std::vector<Prompt> out;
   if (!o.jsonl.empty()) {
     if (o.gen.text_given || o.gen.tokens > 0)
       throw std::invalid_argument("give either --prompts FILE or one prompt (--prompt, --prompt-file, --tokens), not both");
@@ -65,7 +72,7 @@ std::vector<std::vector<int32_t>> load_prompts(const LoadedModel& lm, const Prom
     std::ifstream in(o.jsonl);
     if (!in) throw std::runtime_error("cannot read '" + o.jsonl + "'");
     std::string line;
-    for (size_t n = 1; std::getline(in, line) && (o.limit == 0 || (int)out.size() < o.limit); ++n) {
+    for (size_t n = 1; std::getline(in, line) && (o.limit == 0 || (int)out.size() < o.first + o.limit); ++n) {
       nlohmann::json text;
       try {
         text = nlohmann::json::parse(line);
@@ -73,16 +80,17 @@ std::vector<std::vector<int32_t>> load_prompts(const LoadedModel& lm, const Prom
         throw std::runtime_error(o.jsonl + ":" + std::to_string(n) + ": not a JSON string: " + e.what());
       }
       if (!text.is_string()) throw std::runtime_error(o.jsonl + ":" + std::to_string(n) + ": not a JSON string");
-      out.push_back(lm.tokenizer->encode(text.get<std::string>()));
+      out.push_back({(int)n - 1, lm.tokenizer->encode(text.get<std::string>())});
     }
-    if (out.empty()) throw std::invalid_argument("'" + o.jsonl + "' holds no prompt");
+    out.erase(out.begin(), out.begin() + std::min<size_t>(o.first, out.size()));
+    if (out.empty()) throw std::invalid_argument("'" + o.jsonl + "' holds no prompt (after --first " + std::to_string(o.first) + ")");
   } else {
     GenerateOptions g = o.gen;
     g.raw = true;
     g.n_predict = 0;
-    out.push_back(encode_prompt(lm, g));
+    out.push_back({0, encode_prompt(lm, g)});
   }
-  for (auto& ids : out) {
+  for (auto& [index, ids] : out) {
     if (o.max_tokens > 0 && (int)ids.size() > o.max_tokens) ids.resize(o.max_tokens);
     if (ids.empty()) throw std::invalid_argument("a prompt encodes to no tokens");
   }
@@ -115,7 +123,7 @@ struct VocabOptions {
 void run_vocab(const VocabOptions& o) {
   set_cpu_threads(o.prompts.gen.threads);
   const LoadedModel lm = load_model(resolve_model(o.prompts.gen.model));
-  const std::vector<std::vector<int32_t>> prompts = load_prompts(lm, o.prompts);
+  const std::vector<Prompt> prompts = load_prompts(lm, o.prompts);
   std::vector<Permutation> perms;
   for (const std::string& p : o.perms) {
     if (p == "all") perms = {Permutation::none, Permutation::rows, Permutation::dims, Permutation::both};
@@ -133,7 +141,7 @@ void run_vocab(const VocabOptions& o) {
       mo.perm = perm;
       long total_tokens = 0, total_correct = 0;
       for (size_t pi = 0; pi < prompts.size(); ++pi) {
-        const std::vector<int32_t>& ids = prompts[pi];
+        const std::vector<int32_t>& ids = prompts[pi].ids;
         const int n = (int)ids.size(), w = row_width(lm.cfg, mo.row);
         const std::vector<float> rows = permute_rows(victim_rows(lm.model, ids, mo.row), n, w, perm,
                                                      o.perm_seed + pi, o.per_row_dims);
@@ -151,14 +159,14 @@ void run_vocab(const VocabOptions& o) {
         total_correct += correct;
         const double rate = r.seconds > 0 ? r.candidates / r.seconds : 0.0;
         if (o.json) {
-          runs.push_back({{"row", row_name}, {"perm", permutation_name(perm)}, {"prompt", pi},
+          runs.push_back({{"row", row_name}, {"perm", permutation_name(perm)}, {"prompt", prompts[pi].index},
                           {"tokens", n}, {"correct", correct}, {"accuracy", (double)correct / n},
                           {"candidates", r.candidates}, {"seconds", r.seconds},
                           {"candidates_per_s", rate}, {"full_scans", r.full_scans},
                           {"row_blocks", r.row_blocks}, {"recovered", r.tokens}, {"truth", ids}});
         } else {
           std::printf("%-10s %-5s %6zu %7d %8d %12lld %9.2f %10.0f %6d %11.2e\n", row_name.c_str(),
-                      permutation_name(perm), pi, n, correct, (long long)r.candidates, r.seconds,
+                      permutation_name(perm), (size_t)prompts[pi].index, n, correct, (long long)r.candidates, r.seconds,
                       rate, r.full_scans, max_acc);
           if (correct < n && prompts.size() == 1)
             std::printf("  recovered: %s\n", nlohmann::json(show_tokens(lm, r.tokens)).dump().c_str());
@@ -227,8 +235,8 @@ void run_view(const ViewOptions& o) {
     if (!csv) throw std::runtime_error("cannot write '" + o.csv + "'");
     if (fresh)
       csv << "trace,alpha,beta,c,delta,attn_sharding,n_prompt,party,rank,layer,budget,beam,observed,unseen,"
-             "unseen_correct,unseen_confident,unseen_accuracy,rouge_tokens,rouge_words,floor,gain,holes,"
-             "holes_matched,verified,seconds\n";
+             "unseen_correct,unseen_confident,unseen_accuracy,rouge_tokens,rouge_confident,rouge_all,rouge_words,floor,gain,holes,"
+             "holes_matched,holes_skipped,max_hole,verified,seconds\n";
   }
   nlohmann::json out = nlohmann::json::array();
   if (!o.json)
@@ -243,13 +251,14 @@ void run_view(const ViewOptions& o) {
       const ViewAttackResult r = attack_view(lm.model, view, ao, [&](int d, int n) { if (!o.quiet) bar.update(d, n); });
       bar.finish();
       const AttackScore sc = score_attack(truth, r.recovered, r.confident, view.tokens);
-      // ROUGE-L over words as well: the claimed tokens' text against the prompt's.
+      // ROUGE-L over words as well: the text of the better output (score_attack) against the prompt's.
+      const bool all_guesses = sc.rouge_all >= sc.rouge_confident;
       double rouge_words = 0.0;
       if (lm.tokenizer) {
         std::string ref, cand;
         for (int p = 0; p < (int)truth.size(); ++p) {
           ref += lm.tokenizer->token_to_piece(truth[p]);
-          if (r.confident[p] && r.recovered[p] >= 0) cand += lm.tokenizer->token_to_piece(r.recovered[p]);
+          if (r.recovered[p] >= 0 && (all_guesses || r.confident[p])) cand += lm.tokenizer->token_to_piece(r.recovered[p]);
           else cand += " ";
         }
         rouge_words = rouge_l_text(ref, cand).f1;
@@ -261,8 +270,9 @@ void run_view(const ViewOptions& o) {
                        {"layer", ao.layer}, {"observed", sc.observed}, {"unseen", sc.unseen},
                        {"unseen_correct", sc.unseen_correct}, {"unseen_confident", sc.unseen_confident},
                        {"unseen_accuracy", sc.unseen_accuracy}, {"rouge_tokens", sc.rouge_tokens},
+                       {"rouge_confident", sc.rouge_confident}, {"rouge_all", sc.rouge_all},
                        {"rouge_words", rouge_words}, {"floor", sc.floor}, {"gain", sc.gain},
-                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"verified", r.verified},
+                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"holes_skipped", r.skipped_holes}, {"max_hole", ao.max_hole}, {"verified", r.verified},
                        {"seconds", r.seconds}, {"recovered", r.recovered}, {"truth", truth}});
       } else {
         std::printf("%-16s %7lld %8d %6d %7d %8d %8.1f%% %7.3f %7.3f %+7.3f %9lld %8.1f\n", view.role.name().c_str(),
@@ -274,8 +284,8 @@ void run_view(const ViewOptions& o) {
             << attn_sharding_name(s.attn_sharding) << ',' << s.n_prompt << ",\"" << view.role.name() << "\"," << rank
             << ',' << ao.layer << ',' << budget << ',' << ao.gap.beam << ',' << sc.observed << ',' << sc.unseen << ','
             << sc.unseen_correct << ',' << sc.unseen_confident << ',' << sc.unseen_accuracy << ',' << sc.rouge_tokens
-            << ',' << rouge_words << ',' << sc.floor << ',' << sc.gain << ',' << r.holes.size() << ',' << matched
-            << ',' << r.verified << ',' << r.seconds << '\n';
+            << ',' << sc.rouge_confident << ',' << sc.rouge_all << ',' << rouge_words << ',' << sc.floor << ',' << sc.gain << ',' << r.holes.size() << ',' << matched
+            << ',' << r.skipped_holes << ',' << ao.max_hole << ',' << r.verified << ',' << r.seconds << '\n';
         csv.flush();
       }
     }
@@ -320,7 +330,7 @@ std::vector<int> parse_lengths(const std::string& text) {
 void run_holes(const HolesOptions& o) {
   set_cpu_threads(o.prompts.gen.threads);
   const LoadedModel lm = load_model(resolve_model(o.prompts.gen.model));
-  const std::vector<std::vector<int32_t>> prompts = load_prompts(lm, o.prompts);
+  const std::vector<Prompt> prompts = load_prompts(lm, o.prompts);
   const std::vector<int> lengths = parse_lengths(o.lengths);
   const RowSpec spec = parse_row_spec(o.row, lm.cfg);
   std::vector<int64_t> budgets = o.budgets;
@@ -350,15 +360,16 @@ void run_holes(const HolesOptions& o) {
   go.budget = budgets.back();
   go.milestones.assign(budgets.begin(), budgets.end() - 1);
   long todo = 0, step = 0;
-  for (size_t pi = 0; pi < prompts.size(); ++pi)
-    for (int h : lengths) todo += !done.count({(int)pi, h}) && (int)prompts[pi].size() >= o.context + h + 1;
+  for (const Prompt& pr : prompts)
+    for (int h : lengths) todo += !done.count({pr.index, h}) && (int)pr.ids.size() >= o.context + h + 1;
   std::fprintf(stderr, "attack holes: %ld holes to fill (%zu already in %s), budgets up to %lld, beam %d, %s\n", todo,
                done.size(), o.csv.c_str(), (long long)go.budget, o.beam, o.row.c_str());
-  for (size_t pi = 0; pi < prompts.size(); ++pi) {
-    const std::vector<int32_t>& ids = prompts[pi];
+  for (const Prompt& pr : prompts) {
+    const int pi = pr.index;
+    const std::vector<int32_t>& ids = pr.ids;
     const int n = (int)ids.size();
     for (int h : lengths) {
-      if (done.count({(int)pi, h}) || n < o.context + h + 1) continue;
+      if (done.count({pi, h}) || n < o.context + h + 1) continue;
       // The hole starts after at least `context` known tokens, at a seeded place.
       std::mt19937_64 rng(o.seed * 1000003ull + pi * 131ull + h);
       const int start = o.context + (int)(rng() % (uint64_t)(n - o.context - h));
@@ -379,7 +390,7 @@ void run_holes(const HolesOptions& o) {
       csv.flush();
       ++step;
       if (!o.quiet)
-        std::fprintf(stderr, "[%ld/%ld] prompt %zu hole %d at %d: %s (rank %lld), %lld verified, %.1fs\n", step, todo, pi,
+        std::fprintf(stderr, "[%ld/%ld] prompt %d hole %d at %d: %s (rank %lld), %lld verified, %.1fs\n", step, todo, pi,
                      h, start, r.matched ? "matched" : "not matched", (long long)r.match_rank, (long long)r.verified,
                      r.seconds);
     }
@@ -428,6 +439,8 @@ void add_attack_command(CLI::App& app) {
   ws->add_option("--budgets", w->budgets, "Several budgets, one attack each (overrides --budget)")->delimiter(',');
   ws->add_option("--beam", w->attack.gap.beam, "Partial fills kept per position of a hole")->capture_default_str()->check(CLI::PositiveNumber);
   ws->add_option("--layer", w->attack.layer, "Layer of the rows that verify fills (hidden@L for CompNodes, k@L or q@L for AttnNodes)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  ws->add_option("--max-hole", w->attack.max_hole, "Do not search holes longer than this (0: no limit); they get the model's greedy guess")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   ws->add_option("--eps", w->attack.gap.eps, "A fill matches below eps × the row's L1 norm")->capture_default_str()->check(CLI::PositiveNumber);
   ws->add_option("--csv", w->csv, "Append one line per (party, budget) to this CSV");
