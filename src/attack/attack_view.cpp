@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <stdexcept>
 
@@ -231,8 +232,12 @@ PartyView party_view(const Trace& t, int rank, const Model& model) {
     add(RowKind::k, l, ks[l]);
     add(RowKind::v, l, vs[l]);
   }
-  // Tokens from the layer-0 rows: v (position-free) where held, else q.
-  Layer0Inverter inv(model);
+  // Tokens from the layer-0 rows: v (position-free) where held, else q. The table is built
+  // once per model in a process (attacks go through many parties of one run).
+  static std::map<const Model*, std::unique_ptr<Layer0Inverter>> tables;
+  std::unique_ptr<Layer0Inverter>& table = tables[&model];
+  if (!table) table = std::make_unique<Layer0Inverter>(model);
+  const Layer0Inverter& inv = *table;
   for (const auto& [pos, row] : vs[0])
     if (pos < v.n_prompt) v.tokens[pos] = inv.token({RowKind::v, 0}, pos, row.data());
   for (const auto& [pos, row] : qs[0])

@@ -23,6 +23,8 @@
 #include "cascade/reference.h"
 #include "cascade/sim.h"
 #include "cascade/synthetic.h"
+#include "cascade/continuations.h"
+#include "cascade/synthetic.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "kernels/softmax.h"
@@ -358,6 +360,70 @@ void run_bench_net(const NetOptions& o) {
               bandwidth / 1e9, spec.c_str());
 }
 
+// Attack throughput (cascade attack): candidate forward passes per second through the first
+// `layer` blocks, a batch of candidates continuing a cached prefix, against the roofline of the
+// GEMMs those passes run — the same four weight GEMMs at the batch's row count, timed alone in
+// this run (OpenBLAS's best on this machine for that shape).
+struct AttackBenchOptions {
+  ModelOptions model;
+  std::vector<int> layers = {1, 16};
+  int batch = 256;
+  int prefix = 32;
+  int runs = 5;
+  int threads = 1;
+};
+
+void run_bench_attack(const AttackBenchOptions& o) {
+  set_cpu_threads(o.threads);
+  const LoadedModel lm = load_model(resolve_model(o.model));
+  const ModelConfig& c = lm.cfg;
+  const double gemm_flops = 2.0 * c.d_model * (c.d_q() + 2 * c.d_kv()) + 2.0 * c.d_q() * c.d_model +
+                            2.0 * c.d_model * 2 * c.d_ff + 2.0 * c.d_ff * c.d_model;  // per row per block
+  // The GEMM ceiling at this row count.
+  struct Shape { int out, in; const float* w; };
+  const LayerWeights& w0 = lm.model.layers[0];
+  const Shape shapes[] = {{c.d_q() + 2 * c.d_kv(), c.d_model, w0.wqkv}, {c.d_model, c.d_q(), w0.wo},
+                          {2 * c.d_ff, c.d_model, w0.w_gate_up}, {c.d_model, c.d_ff, w0.w_down}};
+  auto be = make_cpu_backend();
+  std::vector<float> x((size_t)o.batch * std::max(c.d_ff, c.d_q()), 0.02f), y((size_t)o.batch * 2 * c.d_ff);
+  std::vector<double> gt;
+  for (int r = 0; r < o.runs + 1; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const Shape& s : shapes) be->matmul_wt(x.data(), s.w, y.data(), o.batch, s.in, s.out, false);
+    if (r) gt.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double gemm_gflops = gemm_flops * o.batch / median(gt) * 1e-9;
+  std::printf("# bench attack: %s, batches of %d candidates after a cached prefix of %d tokens, %d thread(s)\n",
+              c.name.c_str(), o.batch, o.prefix, o.threads);
+  std::printf("# GEMM roofline: the 4 weight GEMMs of a block at %d rows run at %.1f GFLOP/s here\n", o.batch, gemm_gflops);
+  std::printf("%6s %14s %14s %14s %16s %10s\n", "layer", "cand/s", "GFLOP/cand", "GFLOP/s", "roofline cand/s", "of roofline");
+  Continuations cx(lm.model);
+  std::vector<int32_t> prefix = synthetic_prompt(o.prefix, c.n_vocab, 5);
+  cx.append(prefix);
+  std::vector<int32_t> cand = synthetic_prompt(o.batch, c.n_vocab, 6);
+  for (int layer : o.layers) {
+    if (layer < 1 || layer > c.n_layer) throw std::invalid_argument("--attack-layers: " + std::to_string(layer) + " is outside 1.." + std::to_string(c.n_layer));
+    const RowSpec spec{RowKind::hidden, layer};
+    std::vector<float> rows((size_t)o.batch * c.d_model);
+    std::vector<double> times;
+    for (int r = 0; r < o.runs + 1; ++r) {
+      Continuations::Batch b;
+      b.ids = cand.data();
+      b.batch = o.batch;
+      b.spec = &spec;
+      b.rows = rows.data();
+      const auto t0 = std::chrono::steady_clock::now();
+      cx.run(b);
+      if (r) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double t = median(times), rate = o.batch / t;
+    const double flops = layer * (gemm_flops + 4.0 * c.d_q() * (o.prefix + 1));  // + attention
+    const double ceiling = gemm_gflops * 1e9 / (layer * gemm_flops);
+    std::printf("%6d %14.0f %14.4f %14.1f %16.0f %9.0f%%\n", layer, rate, flops * 1e-9, rate * flops * 1e-9, ceiling,
+                100.0 * rate / ceiling);
+  }
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -383,6 +449,16 @@ void add_bench_command(CLI::App& app) {
   gemm->add_option("-t,--threads", *gemm_threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);
   add_model_options(gemm, *gemm_model, /*weights=*/false);
   gemm->callback([=] { run_bench_gemm(*rows, *gemm_runs, *gemm_threads, *gemm_model); });
+
+  auto ab = std::make_shared<AttackBenchOptions>();
+  CLI::App* atk = bench->add_subcommand("attack", "Candidate forward passes per second of the vocabulary-matching attack, against its GEMM roofline");
+  add_model_options(atk, ab->model, /*weights=*/true);
+  atk->add_option("--attack-layers", ab->layers, "Layers the candidates run through")->capture_default_str()->delimiter(',');
+  atk->add_option("--batch", ab->batch, "Candidates per batch")->capture_default_str()->check(CLI::Range(1, 65536));
+  atk->add_option("--prefix", ab->prefix, "Tokens of the cached prefix")->capture_default_str()->check(CLI::Range(1, 4096));
+  atk->add_option("--runs", ab->runs, "Timed batches per layer (median)")->capture_default_str()->check(CLI::Range(1, 1000));
+  atk->add_option("-t,--threads", ab->threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);
+  atk->callback([ab] { run_bench_attack(*ab); });
 
   auto lo = std::make_shared<LoadOptions>();
   CLI::App* load = bench->add_subcommand("load", "Time one load of the weights (weight cache or private memory)");

@@ -13,6 +13,7 @@
 
 #include "cascade/comm_model.h"
 #include "cascade/exposure.h"
+#include "cascade/gap_evidence.h"
 #include "cascade/model_config.h"
 #include "cascade/schedule.h"
 #include "cli_common.h"
@@ -154,6 +155,9 @@ struct PlanOptions {
   int tokens = 128;
   int generate = 1;
   int rho = kDefaultRho;
+  bool rho_given = false;
+  int64_t budget = 0;       // --budget: recommend ρ from the gap experiment
+  std::string holes;        // its results (default docs/security/holes.csv)
   bool insecure = false;
   bool json = false;
   int elem_bytes = 4;
@@ -239,7 +243,21 @@ void print_comm(const CommEstimate& e, const ModelConfig& cfg, const std::string
   row("on the wire", e.total());
 }
 
-void run_plan(const PlanOptions& o) {
+void run_plan(const PlanOptions& in) {
+  PlanOptions o = in;
+  std::string advice;
+  if (o.budget > 0) {  // ρ from the measured recovery at this budget (gap_evidence.h)
+    const std::string path = o.holes.empty() ? default_holes_path() : o.holes;
+    const RhoAdvice a = recommend_rho(read_hole_cells(path), o.budget);
+    if (a.rho == 0)
+      throw std::invalid_argument("at " + std::to_string(a.budget) + " fills per hole, no measured hole length (up to " +
+                                  std::to_string(a.max_len) + ") keeps verified recovery below 5% (" + path + ")");
+    advice = "ρ from the gap experiment (" + path + ", " + std::to_string(a.holes) + " holes): at " +
+             std::to_string(a.budget) + " fills per hole, holes of " + std::to_string(a.safe_len) + " to " +
+             std::to_string(a.max_len) + " positions kept verified recovery below 5%, so ρ = " +
+             std::to_string(a.rho) + (o.rho_given ? " (--rho " + std::to_string(o.rho) + " given: the check uses it)" : "");
+    if (!o.rho_given) o.rho = a.rho;
+  }
   std::string source;
   const ModelConfig cfg = plan_model_config(o.model.spec, &source);
   ScheduleParams sp = o.sched;
@@ -257,6 +275,7 @@ void run_plan(const PlanOptions& o) {
         {"model", model_json(cfg, source)},
         {"prefill", comm_estimate_json(est)}};
     j["exposure"]["insecure_allowed"] = o.insecure;
+    if (!advice.empty()) j["rho_advice"] = advice;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("# cascade plan: %s; %d prompt tokens, %d sampled (%d positions planned)\n",
@@ -265,6 +284,7 @@ void run_plan(const PlanOptions& o) {
                 s.n_ranks(), s.alpha, s.alpha + 1, s.n_ranks() - 1);
     print_schedule(s);
     print_exposure(rep);
+    if (!advice.empty()) std::printf("\n%s\n", advice.c_str());
     if (rep.secure()) {
       std::printf("\nsecurity: OK for ρ = %d (every party's gap ≥ %d or none; none sees the whole prompt)\n",
                   rep.rho, rep.rho);
@@ -292,7 +312,13 @@ void add_plan_command(CLI::App& app) {
   add_schedule_options(sub, o->sched);
   sub->add_option("-n,--tokens", o->tokens, "Prompt tokens N (prefill bytes are over 0..N-1)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   sub->add_option("-g,--generate", o->generate, "Tokens the run samples, as cascade run -n (plans N + g − 1 positions; the check covers them all)")->capture_default_str()->check(CLI::Range(1, 1 << 24));
-  sub->add_option("--rho", o->rho, "Security parameter ρ: refuse any party whose gap is < ρ")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  sub->add_option("--rho", o->rho, "Security parameter ρ: refuse any party whose gap is < ρ")->capture_default_str()->check(CLI::Range(1, 1 << 24))
+      ->each([o](const std::string&) { o->rho_given = true; });
+  sub->add_option("--budget", o->budget, "Recommend ρ for an attacker who verifies B fills per hole, from the gap experiment "
+                                          "(cascade attack holes), and check with it unless --rho is given")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--holes", o->holes, "The gap experiment's CSV for --budget (default: docs/security/holes.csv)")
+      ->check(CLI::ExistingFile);
   sub->add_flag("--insecure", o->insecure, "Report, but do not refuse, a schedule that fails the security check");
   sub->add_option("--bytes", o->elem_bytes, "Bytes per element in transit (4 fp32, 2 bf16)")->capture_default_str()->check(CLI::Range(1, 8));
   add_model_options(sub, o->model, /*weights=*/false, "for the dims; default: built-in SmolLM2-135M dims");
