@@ -11,6 +11,10 @@ using namespace cascade;
 
 namespace {
 
+// The hand-worked cases below were worked at ρ = 3 (the rules, not the default ρ, are tested).
+constexpr int kRho = 3;
+
+
 using Runs = std::vector<std::pair<int, int>>;
 
 Schedule plan(int alpha, int c, int beta, int n_prompt, int n_positions,
@@ -83,7 +87,7 @@ TEST(Exposure, HolesRunsAndGap) {
 //   AttnNode (a, b) observes CompNodes a and b.
 TEST(Exposure, ClusterDefaultByHand) {
   const Schedule s = plan(4, 4, 4, 32, 32);
-  const ExposureReport r = compute_exposure(s);
+  const ExposureReport r = compute_exposure(s, kRho);
   ASSERT_EQ(r.parties.size(), 4u + 16u);
   expect_party(comp(r, s, 0), 13, 12, 4, 4, 8);   // hole 4..15
   expect_party(comp(r, s, 1), 5, 4, 0, 4, 8);     // leading hole 0..3
@@ -118,7 +122,7 @@ TEST(Exposure, ClusterDefaultByHand) {
 // AttnNode (0,2) observes every even position: holes of one position, gap 2.
 TEST(Exposure, OffsetDefaultIsRefused) {
   const Schedule s = plan(4, 4, 4, 128, 128, AttnSharding::offset);
-  const ExposureReport r = compute_exposure(s);
+  const ExposureReport r = compute_exposure(s, kRho);
   expect_party(attn(r, s, 0, 2), 2, 1, 1, 1, 64);
   expect_party(attn(r, s, 1, 3), 2, 1, 0, 1, 64);   // odd positions: leading hole {0}
   expect_party(attn(r, s, 0, 1), 3, 2, 2, 2, 64);   // {0,1, 4,5, ...}
@@ -141,7 +145,7 @@ TEST(Exposure, OffsetDefaultIsRefused) {
 // AttnNode (0,1) = {0-7, 10-17}: the short cluster leaves a hole of 2 (8-9): gap 3.
 TEST(Exposure, ShortLastCluster) {
   const Schedule s = plan(3, 4, 3, 20, 20, AttnSharding::cluster, 10);
-  const ExposureReport r = compute_exposure(s);
+  const ExposureReport r = compute_exposure(s, kRho);
   expect_party(comp(r, s, 0), 7, 6, 4, 4, 8);
   expect_party(comp(r, s, 1), 5, 4, 0, 4, 8);
   expect_party(comp(r, s, 2), 9, 8, 0, 2, 4);
@@ -157,7 +161,7 @@ TEST(Exposure, ShortLastCluster) {
 // N < δ: α = β = c = 4, 10 positions: CompNode 0 {0-3}, 1 {4-7}, 2 {8, 9}, 3 nothing.
 TEST(Exposure, PromptShorterThanPeriod) {
   const Schedule s = plan(4, 4, 4, 10, 10);
-  const ExposureReport r = compute_exposure(s);
+  const ExposureReport r = compute_exposure(s, kRho);
   expect_party(comp(r, s, 0), kNoGap, 0, -1, 4, 4);
   expect_party(comp(r, s, 1), 5, 4, 0, 4, 4);
   expect_party(comp(r, s, 2), 9, 8, 0, 2, 2);
@@ -171,7 +175,7 @@ TEST(Exposure, PromptShorterThanPeriod) {
 // N = c + 1: α = β = c = 4, 5 positions: AttnNode (0,1) observes {0-4}, the whole prompt.
 TEST(Exposure, PromptOfOneClusterPlusOne) {
   const Schedule s = plan(4, 4, 4, 5, 5);
-  const ExposureReport r = compute_exposure(s);
+  const ExposureReport r = compute_exposure(s, kRho);
   EXPECT_TRUE(attn(r, s, 0, 1).whole_prompt);
   EXPECT_TRUE(attn(r, s, 1, 0).whole_prompt);
   EXPECT_FALSE(comp(r, s, 0).whole_prompt);
@@ -184,13 +188,13 @@ TEST(Exposure, PromptOfOneClusterPlusOne) {
 
 TEST(Exposure, SingleCompNodeOrSingleShardSeesEverything) {
   const Schedule one = plan(1, 8, 1, 64, 64);  // α = 1: δ = c, CompNode 0 sees it all
-  const ExposureReport r = compute_exposure(one);
+  const ExposureReport r = compute_exposure(one, kRho);
   EXPECT_TRUE(comp(r, one, 0).whole_prompt);
   EXPECT_TRUE(attn(r, one, 0, 0).whole_prompt);
   EXPECT_EQ(r.violations.size(), 2u);
   // β = 2 under cluster: shards 0 ∪ 1 hold every CompNode, so AttnNode (0,1) sees it all.
   const Schedule two = plan(4, 4, 2, 64, 64);
-  const ExposureReport r2 = compute_exposure(two);
+  const ExposureReport r2 = compute_exposure(two, kRho);
   EXPECT_TRUE(attn(r2, two, 0, 1).whole_prompt);
   EXPECT_FALSE(attn(r2, two, 0, 0).whole_prompt);
   expect_party(attn(r2, two, 0, 0), 5, 4, 4, 4, 32);  // CompNodes 0 and 2: {0-3, 8-11, ...}
@@ -200,19 +204,19 @@ TEST(Exposure, SingleCompNodeOrSingleShardSeesEverything) {
 // CompNode k = {k, k+3, k+6, k+9}.
 TEST(Exposure, Baselines) {
   const Schedule ct = baseline(kStrategyContiguous, 4, 2, 16, AttnSharding::cluster);
-  const ExposureReport rc = compute_exposure(ct);
+  const ExposureReport rc = compute_exposure(ct, kRho);
   expect_party(comp(rc, ct, 0), kNoGap, 0, -1, 4, 4);
   expect_party(comp(rc, ct, 2), 9, 8, 0, 4, 4);
   expect_party(attn(rc, ct, 0, 0), 5, 4, 4, 4, 8);  // CompNodes 0, 2
   EXPECT_TRUE(attn(rc, ct, 0, 1).whole_prompt);
   // Offset rule for baselines: att(p) = p mod β, so shard 0 is the even positions.
   const Schedule co = baseline(kStrategyContiguous, 4, 2, 16, AttnSharding::offset);
-  const ExposureReport rco = compute_exposure(co);
+  const ExposureReport rco = compute_exposure(co, kRho);
   expect_party(attn(rco, co, 0, 0), 2, 1, 1, 1, 8);
   expect_party(attn(rco, co, 1, 1), 2, 1, 0, 1, 8);
 
   const Schedule rr = baseline(kStrategyRoundRobin, 3, 3, 12, AttnSharding::cluster);
-  const ExposureReport rrr = compute_exposure(rr);
+  const ExposureReport rrr = compute_exposure(rr, kRho);
   expect_party(comp(rrr, rr, 0), 3, 2, 1, 1, 4);
   expect_party(comp(rrr, rr, 1), 2, 1, 0, 1, 4);
   expect_party(comp(rrr, rr, 2), 3, 2, 0, 1, 4);
@@ -224,7 +228,7 @@ TEST(Exposure, Baselines) {
 // generated: CompNode 0 {0,1, 6,7}, 1 {2,3, 8}, 2 {4,5}.
 TEST(Exposure, GeneratedPositionsCount) {
   const Schedule s = plan(3, 2, 3, 6, 9);
-  const ExposureReport r = compute_exposure(s);
+  const ExposureReport r = compute_exposure(s, kRho);
   EXPECT_EQ(r.n_prompt, 6);
   EXPECT_EQ(r.n_positions, 9);
   expect_party(comp(r, s, 0), 5, 4, 2, 2, 4);
@@ -237,7 +241,7 @@ TEST(Exposure, GeneratedPositionsCount) {
   EXPECT_TRUE(attn(r, s, 0, 1).sees_generated());  // q/k/v rows of 6, 7, 8
   EXPECT_EQ(attn(r, s, 0, 1).generated, 3);
   // A prompt-only plan of the same prompt sees none of them.
-  const ExposureReport p = compute_exposure(plan(3, 2, 3, 6, 6));
+  const ExposureReport p = compute_exposure(plan(3, 2, 3, 6, 6), kRho);
   EXPECT_EQ(comp(p, s, 0).observed, 2);
   EXPECT_EQ(comp(p, s, 0).generated, 0);
 }
@@ -250,13 +254,13 @@ TEST(Exposure, GeneratedPositionsCount) {
 // Under --lm-head client the holes stay {2,3} and {0,1},{4,5}: gap 3.
 TEST(Exposure, LmHeadCompLearnsNextTokens) {
   const Schedule client = plan(2, 2, 1, 2, 8);
-  const ExposureReport rc = compute_exposure(client);
+  const ExposureReport rc = compute_exposure(client, kRho);
   expect_party(comp(rc, client, 0), 3, 2, 2, 2, 4);
   expect_party(comp(rc, client, 1), 3, 2, 0, 2, 4);
   EXPECT_FALSE(comp(rc, client, 1).learns_final_token);
 
   const Schedule cs = plan(2, 2, 1, 2, 8, AttnSharding::cluster, 0, LmHead::comp);
-  const ExposureReport r = compute_exposure(cs);
+  const ExposureReport r = compute_exposure(cs, kRho);
   const PartyExposure& c0 = comp(r, cs, 0);
   expect_party(c0, 2, 1, 3, 3, 6);
   EXPECT_EQ(c0.runs, (Runs{{0, 2}, {4, 6}}));
@@ -270,7 +274,7 @@ TEST(Exposure, LmHeadCompLearnsNextTokens) {
   EXPECT_TRUE(c0.whole_prompt);  // the 2-token prompt is CompNode 0's first cluster
   // A prefill-only run: the owner of the last prompt position learns the one sampled token.
   const Schedule pre = plan(2, 2, 1, 3, 3, AttnSharding::cluster, 0, LmHead::comp);
-  const ExposureReport rp = compute_exposure(pre);
+  const ExposureReport rp = compute_exposure(pre, kRho);
   EXPECT_TRUE(comp(rp, pre, 1).learns_final_token);  // position 2 is CompNode 1's
   EXPECT_FALSE(comp(rp, pre, 0).learns_final_token);
 }
@@ -280,7 +284,7 @@ TEST(Exposure, BadArguments) {
   EXPECT_THROW(compute_exposure(s, 0), std::invalid_argument);
   Schedule t = s;
   t.comp.pop_back();
-  EXPECT_THROW(compute_exposure(t), std::invalid_argument);
+  EXPECT_THROW(compute_exposure(t, kRho), std::invalid_argument);
   EXPECT_THROW(observed_positions(s, s.n_ranks()), std::out_of_range);
   EXPECT_TRUE(observed_positions(s, 0).empty());  // the client holds the prompt: not a party here
 }

@@ -28,7 +28,11 @@
 namespace cascade {
 
 inline constexpr int kNoGap = 0;  // "none": the set has no hole (∞ for the check)
-inline constexpr int kDefaultRho = 3;
+// The default ρ comes from the gap experiment (cascade attack holes, docs/security/holes.csv;
+// `cascade plan --budget B` recomputes it): with 10^3 to 10^5 LM-ordered fills verified per
+// hole, a hole of 6 positions was filled (1 of 3 measured), and no hole of 7 to 16 was, so
+// holes must be ≥ 7 positions: ρ = 8. README "Attacks" has the table and the reasoning.
+inline constexpr int kDefaultRho = 8;
 
 struct PartyExposure {
   RankRole role;

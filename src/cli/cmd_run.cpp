@@ -327,7 +327,7 @@ void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   o->sched.alpha = 4;
   o->sched.beta = 4;
-  o->sched.c = 4;
+  o->sched.c = 8;
   CLI::App* sub = app.add_subcommand(
       "run", "Cascade inference under mpirun/srun: rank 0 client, ranks 1..α CompNodes, then β² AttnNodes");
   add_schedule_options(sub, o->sched);

@@ -75,21 +75,21 @@ class Cli(unittest.TestCase):
         # The old rule: AttnNode (0,2) sees every other position (holes of 1, gap 2).
         rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "4", "--attn-sharding", "offset"])
         self.assertNotEqual(rc, 0)
-        self.assertIn("AttnNode (0,2) (rank 7) has gap 2 < rho = 3", out)
-        rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "4"])  # cluster: the default
+        self.assertIn("AttnNode (0,2) (rank 7) has gap 2 < rho = 8", out)
+        rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "8"])  # cluster: the default
         self.assertEqual(rc, 0, out)
 
     def test_plan_default_job_passes_without_warning(self):
         # The main job's schedule: 19 prompt tokens, 64 generated (82 positions planned).
-        rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "4", "--tokens", "19",
+        rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "8", "--tokens", "19",
                        "--generate", "64"])
         self.assertEqual(rc, 0, out)
-        self.assertIn("security: OK for ρ = 3", out)
+        self.assertIn("security: OK for ρ = 8", out)
         self.assertIn("exposure over 82 planned positions (19 prompt + 63 generated)", out)
         self.assertNotIn("warning", out.lower())
 
     def test_plan_json_exposure(self):
-        rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "4", "--tokens", "32", "--json"])
+        rc, out = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "4", "--tokens", "32", "--json", "--insecure"])
         self.assertEqual(rc, 0, out)
         j = json.loads(out)
         self.assertEqual(j["schedule"]["attn_sharding"], "cluster")
@@ -107,7 +107,7 @@ class Cli(unittest.TestCase):
         self.assertEqual(rc, 0, out)
 
     def test_wrong_world_size(self):
-        rc, out = mpirun(5, "-n", "2")  # the default α = β = c = 4 needs 21 ranks
+        rc, out = mpirun(5, "-n", "2")  # the default α = β = 4, c = 8 needs 21 ranks
         self.assertNotEqual(rc, 0)
         self.assertIn("21 ranks", out)
         self.assertIn("has 5", out)
