@@ -16,4 +16,8 @@ void add_simulate_command(CLI::App& app);
 void add_trace_command(CLI::App& app);
 void add_attack_command(CLI::App& app);
 
+// `cascade attack features` (cmd_attack_features.cpp), added to the `attack` group that
+// add_attack_command (cmd_attack.cpp) creates.
+void add_attack_features(CLI::App& attack);
+
 }  // namespace cascade::cli
