@@ -164,7 +164,7 @@ void Continuations::run_chunk(const Batch& b, int b0, int nb, int blocks, bool p
     const int group = c.n_head / c.n_head_kv, dh = c.d_head;
     const float* pk = pk_[l].data();
     const float* pv = pv_[l].data();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (rows * c.n_head >= 256)
     for (int r = 0; r < rows; ++r) {
       for (int hd = 0; hd < c.n_head; ++hd) {
         const int s = r / t, g = hd / group;
