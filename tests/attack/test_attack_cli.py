@@ -5,7 +5,8 @@
   - the attacks test the planner's verdicts on what parties of a traced run received
     (`cascade run --trace --trace-views`, then `cascade attack view`): the AttnNode (0,2) of
     an `offset` (4,4,4) schedule, which the planner refuses (gap 2), loses ≥ 90% of its unseen
-    tokens; a CompNode of the `cluster` default, with holes of 12, loses none at the same budget;
+    tokens; a CompNode of the `cluster` default (c = 8), with a hole of 8, loses none at the same
+    budget;
   - bad input gets a clear error and a non-zero exit.
 
     python3 tests/attack/test_attack_cli.py BUILD/cascade [MPIEXEC]
@@ -44,13 +45,15 @@ class Baseline(unittest.TestCase):
 
 class Views(unittest.TestCase):
     """A 40-token prompt of the tiny synthetic model (vocabulary 256): a budget of 256 fills
-    covers every 1-token fill and almost none of a 12-token hole."""
+    covers every 1-token fill and almost none of an 8-token hole."""
 
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
         cls.traces = {}
-        for name, extra in (("offset", ["--attn-sharding", "offset", "--insecure"]), ("cluster", [])):
+        # offset: α = β = c = 4 (refused: AttnNode (0,2) has gap 2); cluster: the default
+        # α = β = 4, c = 8 (every gap ≥ 9).
+        for name, extra in (("offset", ["--attn-sharding", "offset", "--insecure"]), ("cluster", ["--cluster", "8"])):
             path = os.path.join(cls.dir.name, name + ".h5")
             rc, out, err = run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "21", CASCADE, "run",
                                 "--model", "synthetic:tiny", "--tokens", "40", "--alpha", "4", "--beta", "4",
