@@ -12,35 +12,12 @@
 #include <functional>
 #include <memory>
 
+#include "../util/hdf5_handle.h"
+
 namespace cascade {
 namespace {
 
-// HDF5 prints a stack of errors itself unless told not to; we report them as exceptions.
-void quiet_hdf5() {
-  static bool done = false;
-  if (!done) {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    done = true;
-  }
-}
-
-// An hid_t closed by its close function when it goes out of scope.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
-  ~Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  operator hid_t() const { return id_; }
-  bool ok() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
+using Handle = H5Handle;
 
 class File {
  public:
