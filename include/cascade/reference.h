@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <vector>
 
 #include "cascade/layer.h"
@@ -12,15 +11,6 @@
 namespace cascade {
 
 class Backend;
-
-// Taps into a forward pass (attacks and their features read the rows a party would hold):
-// `prepass` after layer l's prepass with its q (n, d_q), k, v (n, d_kv) of the new positions,
-// RoPE applied; `hidden` with the residual stream h (n, d) after block l, as layer l + 1
-// (layer 0: the embedding).
-struct ReferenceTap {
-  std::function<void(int layer, const float* q, const float* k, const float* v, int n)> prepass;
-  std::function<void(int layer, const float* h, int n)> hidden;
-};
 
 class Reference {
  public:
@@ -35,7 +25,6 @@ class Reference {
 
   int n_past() const { return n_past_; }
   void reset() { n_past_ = 0; }
-  void set_tap(ReferenceTap tap) { tap_ = std::move(tap); }
   const Model& model() const { return model_; }
 
  private:
@@ -45,7 +34,6 @@ class Reference {
   int n_past_ = 0;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_ctx_used, d_kv)
   LayerScratch ws_;
-  ReferenceTap tap_;
 };
 
 }  // namespace cascade

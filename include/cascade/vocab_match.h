@@ -59,7 +59,7 @@ using Progress = std::function<void(int done, int total)>;
 VocabMatchResult vocab_match(const Model& model, const std::vector<float>& observed, int n,
                              const VocabMatchOptions& o, const Progress& progress = {});
 
-// The victim's rows of a prompt at `row` (single-process reference prefill), n × width.
+// The victim's rows of a prompt at `row` (single-process prefill, attack_features.h), n × width.
 std::vector<float> victim_rows(const Model& model, const std::vector<int32_t>& ids,
                                const RowSpec& row);
 

@@ -8,7 +8,8 @@
 #include <random>
 #include <stdexcept>
 
-#include "cascade/reference.h"
+#include "cascade/attack_features.h"
+#include "cascade/backend.h"
 
 namespace cascade {
 
@@ -34,24 +35,17 @@ double relative_l1(const float* a, const float* b, int width) {
 
 std::vector<float> victim_rows(const Model& model, const std::vector<int32_t>& ids,
                                const RowSpec& row) {
-  const int w = row_width(model.cfg, row), n = (int)ids.size();
-  std::vector<float> out((size_t)n * w);
-  Reference ref(model);
-  ReferenceTap tap;
-  if (row.kind == RowKind::hidden) {
-    tap.hidden = [&](int layer, const float* h, int rows) {
-      if (layer == row.layer) std::copy(h, h + (size_t)rows * w, out.begin());
-    };
-  } else {
-    tap.prepass = [&](int layer, const float* q, const float* k, const float* v, int rows) {
-      if (layer != row.layer) return;
-      const float* src = row.kind == RowKind::q ? q : row.kind == RowKind::k ? k : v;
-      std::copy(src, src + (size_t)rows * w, out.begin());
-    };
+  // The features' prefill (attack_features.h) runs only the layers the row needs; its layer l
+  // is ours: hidden after l blocks, or layer l's q, k, v.
+  auto be = make_cpu_backend();
+  PromptFeatures f = compute_features(*be, model, ids, {row.layer}, /*with_q=*/row.kind == RowKind::q);
+  switch (row.kind) {
+    case RowKind::hidden: return std::move(f.hidden[0]);
+    case RowKind::q: return std::move(f.q[0]);
+    case RowKind::k: return std::move(f.k[0]);
+    case RowKind::v: return std::move(f.v[0]);
   }
-  ref.set_tap(tap);
-  ref.forward(ids);
-  return out;
+  return {};
 }
 
 std::vector<float> permute_rows(const std::vector<float>& rows, int n, int width, Permutation p,

@@ -42,11 +42,9 @@ std::vector<float> Reference::forward(const std::vector<int32_t>& ids, bool all_
   std::vector<float> m((size_t)n * c.n_head), e(m.size());  // (n, n_head)
   std::vector<float> u(q.size()), o(q.size());             // (n, n_head, d_head)
   embed_tokens(model_, ids.data(), n, h.data());
-  if (tap_.hidden) tap_.hidden(0, h.data(), n);
 
   for (int l = 0; l < c.n_layer; ++l) {
     layer_prepass(be, model_, l, h.data(), pos.data(), n, q.data(), k.data(), v.data(), ws_);
-    if (tap_.prepass) tap_.prepass(l, q.data(), k.data(), v.data(), n);
     std::vector<float>& kc = k_cache_[l];
     std::vector<float>& vc = v_cache_[l];
     kc.resize((size_t)n_past_ * c.d_kv());  // drop rows beyond n_past (after a reset)
@@ -62,7 +60,6 @@ std::vector<float> Reference::forward(const std::vector<int32_t>& ids, bool all_
     be.partial_attention(a);
     be.merge_partials(m.data(), e.data(), u.data(), 1, n, c.n_head, c.d_head, o.data());
     layer_postpass(be, model_, l, h.data(), o.data(), n, ws_);
-    if (tap_.hidden) tap_.hidden(l + 1, h.data(), n);
   }
   n_past_ = n_total;
 
