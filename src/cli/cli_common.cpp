@@ -5,6 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "cascade/gguf.h"
 #include "cascade/synthetic.h"
 
@@ -139,6 +141,47 @@ std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions&
                                 std::to_string(o.n_predict) + " generated tokens exceeds the model context of " +
                                 std::to_string(cfg.n_ctx));
   return ids;
+}
+
+// One line of the prompts file: a JSON string (text, tokenised raw: no chat template, BOS
+// only if the tokenizer asks for one, as `cascade tokenize --raw`) or a JSON array of token
+// ids (for models without a tokenizer, e.g. synthetic ones).
+std::vector<int32_t> jsonl_prompt_ids(const LoadedModel& lm, const std::string& line, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(where + ": not JSON: " + e.what());
+  }
+  if (j.is_string()) {
+    if (!lm.tokenizer)
+      throw std::runtime_error(where + ": a text prompt, but " + lm.spec.path +
+                               " has no tokenizer: give token ids as a JSON array of integers");
+    GenerateOptions g;
+    g.prompt = j.get<std::string>();
+    g.raw = true;
+    g.text_given = true;
+    g.n_predict = 0;
+    try {
+      return encode_prompt(lm, g);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(where + ": " + e.what());
+    }
+  }
+  if (j.is_array()) {
+    std::vector<int32_t> ids;
+    for (const auto& x : j) {
+      if (!x.is_number_integer()) throw std::runtime_error(where + ": an array with a non-integer entry");
+      ids.push_back(x.get<int32_t>());
+    }
+    if (ids.empty()) throw std::runtime_error(where + ": an empty array");
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] < 0 || ids[i] >= lm.cfg.n_vocab)
+        throw std::runtime_error(where + ": token id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                                 " is outside the vocabulary 0.." + std::to_string(lm.cfg.n_vocab - 1));
+    return ids;
+  }
+  throw std::runtime_error(where + ": neither a JSON string nor an array of token ids");
 }
 
 }  // namespace cascade::cli

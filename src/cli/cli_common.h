@@ -74,4 +74,9 @@ LoadedModel load_model(const ModelSpec& spec, bool weights = true);
 // the model's context, a text prompt for a model without tokenizer, or both kinds at once.
 std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions& o);
 
+// One line of a prompts file (.jsonl, `where` = "FILE:LINE" for messages): a JSON string (text,
+// tokenised raw: no chat template, as `cascade tokenize --raw`) or a JSON array of token ids
+// (for models without a tokenizer). Throws naming `where`.
+std::vector<int32_t> jsonl_prompt_ids(const LoadedModel& lm, const std::string& line, const std::string& where);
+
 }  // namespace cascade::cli

@@ -49,7 +49,7 @@ void add_prompt_options(CLI::App* sub, PromptOptions& o) {
   sub->add_option("--tokens", o.gen.tokens, "A prompt of N random token ids (synthetic models)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--prompt-seed", o.gen.prompt_seed, "Seed of the --tokens prompt")->capture_default_str();
-  sub->add_option("--prompts", o.jsonl, "Many prompts: a .jsonl file, one JSON string per line (e.g. data/corpus/eval.jsonl)")
+  sub->add_option("--prompts", o.jsonl, "Many prompts: a .jsonl file, one JSON string (text) or array of token ids per line (e.g. data/corpus/eval.jsonl)")
       ->check(CLI::ExistingFile);
   sub->add_option("--limit", o.limit, "With --prompts: N prompts only")->check(CLI::PositiveNumber);
   sub->add_option("--first", o.first, "With --prompts: skip the first N (prompt numbers stay the file's)")->check(CLI::NonNegativeNumber);
@@ -68,20 +68,11 @@ std::vector<Prompt> load_prompts(const LoadedModel& lm, const PromptOptions& o) 
   if (!o.jsonl.empty()) {
     if (o.gen.text_given || o.gen.tokens > 0)
       throw std::invalid_argument("give either --prompts FILE or one prompt (--prompt, --prompt-file, --tokens), not both");
-    if (!lm.tokenizer) throw std::invalid_argument(lm.spec.path + " has no tokenizer: --prompts needs a GGUF model");
     std::ifstream in(o.jsonl);
     if (!in) throw std::runtime_error("cannot read '" + o.jsonl + "'");
     std::string line;
-    for (size_t n = 1; std::getline(in, line) && (o.limit == 0 || (int)out.size() < o.first + o.limit); ++n) {
-      nlohmann::json text;
-      try {
-        text = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        throw std::runtime_error(o.jsonl + ":" + std::to_string(n) + ": not a JSON string: " + e.what());
-      }
-      if (!text.is_string()) throw std::runtime_error(o.jsonl + ":" + std::to_string(n) + ": not a JSON string");
-      out.push_back({(int)n - 1, lm.tokenizer->encode(text.get<std::string>())});
-    }
+    for (size_t n = 1; std::getline(in, line) && (o.limit == 0 || (int)out.size() < o.first + o.limit); ++n)
+      out.push_back({(int)n - 1, jsonl_prompt_ids(lm, line, o.jsonl + ":" + std::to_string(n))});
     out.erase(out.begin(), out.begin() + std::min<size_t>(o.first, out.size()));
     if (out.empty()) throw std::invalid_argument("'" + o.jsonl + "' holds no prompt (after --first " + std::to_string(o.first) + ")");
   } else {
