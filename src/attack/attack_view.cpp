@@ -268,8 +268,7 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
         row = view.row(spec, p);
       }
       if (!row) throw std::runtime_error("the view holds no row of position " + std::to_string(p) + " at layer " + std::to_string(o.layer));
-      if (o.max_hole > 0 && p - settled > o.max_hole) {  // too long: the greedy guess
-        std::vector<int32_t> guess;
+      if (o.max_hole > 0 && p - settled > o.max_hole) {  // too long: the greedy guess, unverified
         for (int i = settled; i < p; ++i) {
           const std::vector<float>& lp = cx.next_logits();
           const int32_t g = lp.empty() ? o.gap.start_token
@@ -278,21 +277,16 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
           cx.append({g});
         }
         ++res.skipped_holes;
-        cx.append({tok});
-        res.recovered[p] = tok;
-        res.confident[p] = 1;
-        settled = p + 1;
-        if (progress) progress(++done, observed);
-        continue;
+      } else {
+        HoleResult h = fill_hole(cx, p - settled, tok, spec, row, o.gap);
+        for (int i = 0; i < h.len; ++i) {
+          res.recovered[settled + i] = h.guess[i];
+          res.confident[settled + i] = h.matched;
+        }
+        res.verified += h.verified;
+        cx.append(h.guess);
+        res.holes.push_back(std::move(h));
       }
-      HoleResult h = fill_hole(cx, p - settled, tok, spec, row, o.gap);
-      for (int i = 0; i < h.len; ++i) {
-        res.recovered[settled + i] = h.guess[i];
-        res.confident[settled + i] = h.matched;
-      }
-      res.verified += h.verified;
-      cx.append(h.guess);
-      res.holes.push_back(std::move(h));
     }
     cx.append({tok});
     res.recovered[p] = tok;
