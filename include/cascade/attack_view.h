@@ -42,9 +42,13 @@ struct PartyView {
 // "comp:K" or "attn:A,B" → the party's rank under `s` (throws, naming the valid range).
 int party_rank(const Schedule& s, const std::string& party);
 
+class Layer0Inverter;
+
 // The view of the party at `rank` (a CompNode or an AttnNode) from a trace with views. The
-// model must be the run's (its shape is checked against the trace's).
-PartyView party_view(const Trace& trace, int rank, const Model& model);
+// model must be the run's (its shape is checked against the trace's). An AttnNode's tokens come
+// from `inverter` (the model's; built here when null: callers attacking many parties pass one).
+PartyView party_view(const Trace& trace, int rank, const Model& model,
+                     const Layer0Inverter* inverter = nullptr);
 
 // The prompt of a traced run, for scoring only: the union of the CompNodes' token messages.
 std::vector<int32_t> trace_prompt(const Trace& trace);

@@ -136,7 +136,7 @@ int32_t Layer0Inverter::token(const RowSpec& spec, int pos, const float* row) co
   return best;
 }
 
-PartyView party_view(const Trace& t, int rank, const Model& model) {
+PartyView party_view(const Trace& t, int rank, const Model& model, const Layer0Inverter* inverter) {
   const Schedule& s = t.schedule;
   const ModelConfig& c = model.cfg;
   if (!(s.shape == c.shape()))
@@ -232,12 +232,10 @@ PartyView party_view(const Trace& t, int rank, const Model& model) {
     add(RowKind::k, l, ks[l]);
     add(RowKind::v, l, vs[l]);
   }
-  // Tokens from the layer-0 rows: v (position-free) where held, else q. The table is built
-  // once per model in a process (attacks go through many parties of one run).
-  static std::map<const Model*, std::unique_ptr<Layer0Inverter>> tables;
-  std::unique_ptr<Layer0Inverter>& table = tables[&model];
-  if (!table) table = std::make_unique<Layer0Inverter>(model);
-  const Layer0Inverter& inv = *table;
+  // Tokens from the layer-0 rows: v (position-free) where held, else q.
+  std::unique_ptr<Layer0Inverter> own;
+  if (!inverter) own = std::make_unique<Layer0Inverter>(model);
+  const Layer0Inverter& inv = inverter ? *inverter : *own;
   for (const auto& [pos, row] : vs[0])
     if (pos < v.n_prompt) v.tokens[pos] = inv.token({RowKind::v, 0}, pos, row.data());
   for (const auto& [pos, row] : qs[0])

@@ -233,8 +233,10 @@ void run_view(const ViewOptions& o) {
   if (!o.json)
     std::printf("%-16s %7s %8s %6s %7s %8s %9s %7s %7s %7s %9s %8s\n", "party", "budget", "observed",
                 "unseen", "correct", "matched", "accuracy", "rouge", "floor", "gain", "verified", "seconds");
+  std::unique_ptr<Layer0Inverter> inverter;  // the layer-0 table, built once for every AttnNode
   for (int rank : ranks) {
-    const PartyView view = party_view(t, rank, lm.model);
+    if (!inverter && s.role_of_rank(rank).kind == RankRole::attn) inverter = std::make_unique<Layer0Inverter>(lm.model);
+    const PartyView view = party_view(t, rank, lm.model, inverter.get());
     for (int64_t budget : budgets) {
       ViewAttackOptions ao = o.attack;
       ao.gap.budget = budget;
