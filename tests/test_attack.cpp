@@ -1,7 +1,8 @@
 // The attack suite on the tiny synthetic model: the attacker's batched forward reproduces the
 // victim's rows (an independent path: the single-process reference prefill), vocabulary
 // matching recovers a known prompt under every permutation, hole filling recovers a known
-// hole, layer-0 rows name their tokens, and the score's floor is PROTOCOL's 2x/(1+x).
+// hole, layer-0 rows name their tokens, a CompNode's layer-0 partials verify the segments of
+// its holes, and the score's floor is PROTOCOL's 2x/(1+x).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +13,9 @@
 #include "cascade/continuations.h"
 #include "cascade/gap_attack.h"
 #include "cascade/layer.h"
+#include "cascade/partial_match.h"
 #include "cascade/reference.h"
+#include "cascade/schedule.h"
 #include "cascade/synthetic.h"
 #include "cascade/vocab_match.h"
 
@@ -192,6 +195,126 @@ TEST(Layer0Inverter, NamesTheTokenOfALayer0Row) {
     EXPECT_EQ(inv.token({RowKind::k, 0}, pos[i], k.data() + i * c.d_kv()), ids[i]) << "k at " << pos[i];
     EXPECT_EQ(inv.token({RowKind::v, 0}, pos[i], v.data() + i * c.d_kv()), ids[i]) << "v at " << pos[i];
   }
+}
+
+// The layer-0 partials CompNode 0 of `s` would receive for `ids`, made independently of the
+// verifier: the model's prepass over the whole prompt (as the CompNodes run it, not from the
+// layer-0 table) and the backend's partial attention per (own query, key shard), as the
+// AttnNodes run it.
+ViewPartials comp0_partials(const Model& m, const Schedule& s, const std::vector<int32_t>& ids) {
+  const ModelConfig& c = m.cfg;
+  const int n = (int)ids.size();
+  std::vector<int32_t> pos(n);
+  for (int i = 0; i < n; ++i) pos[i] = i;
+  std::vector<float> h((size_t)n * c.d_model), q((size_t)n * c.d_q()), k((size_t)n * c.d_kv()), v(k.size());
+  embed_tokens(m, ids.data(), n, h.data());
+  LayerScratch ws;
+  auto be = make_cpu_backend();
+  layer_prepass(*be, m, 0, h.data(), pos.data(), n, q.data(), k.data(), v.data(), ws);
+  ViewPartials vp;
+  vp.beta = s.beta, vp.n_head = c.n_head, vp.d_head = c.d_head;
+  for (int p : s.positions(0, n, 0)) vp.positions.push_back(p);
+  for (int b = 0; b < s.beta; ++b) {
+    const std::vector<int> keys = s.positions(0, n, -1, b);
+    std::vector<int32_t> kp(keys.begin(), keys.end());
+    std::vector<float> K, V;
+    for (int j : keys) {
+      K.insert(K.end(), k.begin() + (size_t)j * c.d_kv(), k.begin() + (size_t)(j + 1) * c.d_kv());
+      V.insert(V.end(), v.begin() + (size_t)j * c.d_kv(), v.begin() + (size_t)(j + 1) * c.d_kv());
+    }
+    for (int p : vp.positions) {
+      std::vector<float> mm(c.n_head), ee(c.n_head), uu((size_t)c.n_head * c.d_head);
+      PartialAttnArgs a;
+      a.q = q.data() + (size_t)p * c.d_q();
+      a.q_pos = &p;
+      a.nq = 1;
+      a.k = K.data(), a.v = V.data(), a.k_pos = kp.data(), a.nk = (int)kp.size();
+      a.n_head = c.n_head, a.n_head_kv = c.n_head_kv, a.d_head = c.d_head;
+      a.m = mm.data(), a.e = ee.data(), a.u = uu.data();
+      be->partial_attention(a);
+      vp.m.insert(vp.m.end(), mm.begin(), mm.end());
+      vp.e.insert(vp.e.end(), ee.begin(), ee.end());
+      vp.u.insert(vp.u.end(), uu.begin(), uu.end());
+    }
+  }
+  return vp;
+}
+
+Schedule cluster_schedule(int alpha, int c, int n) {
+  ScheduleParams sp;
+  sp.alpha = sp.beta = alpha;
+  sp.c = c;
+  sp.n_positions = n;
+  return make_schedule(sp);
+}
+
+// α = β = 3, c = 2: CompNode 0 holds {0,1, 6,7, ...}; its hole 2-5 is shard 1's {2,3} and
+// shard 2's {4,5}, each checked alone by the partials of positions 6 and 7.
+TEST(PartialMatch, TheTruthMatchesAndOneWrongTokenDoesNot) {
+  const Model& m = tiny();
+  const std::vector<int32_t> ids = synthetic_prompt(18, m.cfg.n_vocab, 29);
+  const Schedule s = cluster_schedule(3, 2, 18);
+  const ViewPartials vp = comp0_partials(m, s, ids);
+  const Layer0Inverter table(m);
+  std::vector<int32_t> known(ids.size(), -1);
+  for (int p : {0, 1, 6, 7, 12, 13}) known[p] = ids[p];
+  Continuations cx(m);
+  for (int first : {2, 4}) {
+    SCOPED_TRACE(first);
+    const FillVerifier verify = partial_verifier(m, table, vp, s.att, known, first, 2, {6, 7});
+    // Fills: the truth, its second token wrong, its first token wrong.
+    const std::vector<std::vector<int32_t>> entries = {{ids[first]}, {(ids[first] + 1) % 256}};
+    const int32_t parent[3] = {0, 0, 1};
+    const int32_t last[3] = {ids[first + 1], (ids[first + 1] + 1) % 256, ids[first + 1]};
+    FillBatch fb;
+    fb.entries = &entries, fb.parent = parent, fb.last = last, fb.n = 3, fb.len = 2;
+    double d[3];
+    verify(cx, fb, d);
+    EXPECT_LT(d[0], 1e-5);
+    EXPECT_GT(d[1], 1e-3);
+    EXPECT_GT(d[2], 1e-3);
+  }
+  // Position 12's partial against shard 1 covers 8 and 9 too, which the attacker does not know.
+  EXPECT_THROW(partial_verifier(m, table, vp, s.att, known, 2, 2, {12, 13}), std::invalid_argument);
+}
+
+// α = β = 4, c = 1: every CompNode hole is 3 segments of one token, each verified by one
+// query's partial. A budget of V fills per segment recovers every hole; the hidden row after
+// a hole of 3 (V³ fills) at the same budget does not.
+TEST(PartialMatch, AttackViewFillsEveryHoleSegmentBySegment) {
+  const Model& m = tiny();
+  const int n = 24;
+  const std::vector<int32_t> ids = synthetic_prompt(n, m.cfg.n_vocab, 31);
+  const Schedule s = cluster_schedule(4, 1, n);
+  PartyView view;
+  view.role = s.role_of_rank(s.comp_rank(0));
+  view.n_prompt = n;
+  view.tokens.assign(n, -1);
+  for (int p : s.positions(0, n, 0)) view.tokens[p] = ids[p];
+  view.shard.assign(s.att.begin(), s.att.end());
+  view.partials = comp0_partials(m, s, ids);
+  const RowSpec spec{RowKind::hidden, 1};
+  const std::vector<float> hidden = victim_rows(m, ids, spec);
+  ViewRows rows{spec, {}, {}};
+  for (int p : s.positions(0, n, 0)) {
+    rows.positions.push_back(p);
+    rows.data.insert(rows.data.end(), hidden.begin() + (size_t)p * m.cfg.d_model, hidden.begin() + (size_t)(p + 1) * m.cfg.d_model);
+  }
+  view.rows.push_back(rows);
+  ViewAttackOptions o;
+  o.gap.budget = m.cfg.n_vocab;
+  o.verify = Verify::partials;
+  const ViewAttackResult r = attack_view(m, view, o);
+  EXPECT_EQ(r.holes.size(), 15u);  // positions 1-3, 5-7, ..., 17-19: 5 holes of 3 segments
+  for (int p = 0; p <= 20; ++p) {
+    EXPECT_EQ(r.recovered[p], ids[p]) << p;
+    EXPECT_TRUE(r.confident[p]) << p;
+  }
+  o.verify = Verify::rows;
+  const ViewAttackResult rr = attack_view(m, view, o);
+  int right = 0;
+  for (int p = 0; p <= 20; ++p) right += view.tokens[p] < 0 && rr.recovered[p] == ids[p];
+  EXPECT_LT(right, 15 / 2) << "the hidden rows alone should not fill holes of 3 at a budget of V";
 }
 
 TEST(ScoreAttack, TheFloorIsKnowingTheObservedTokens) {

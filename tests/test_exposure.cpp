@@ -109,11 +109,21 @@ TEST(Exposure, ClusterDefaultByHand) {
   }
   EXPECT_TRUE(r.secure());
   EXPECT_TRUE(compute_exposure(s, 5).secure());
+  // The partials split every CompNode hole into one segment per CompNode cluster (β = α):
+  // segments of 4, segment gap 5 for all four (CompNode 0: 4-7, 8-11, 12-15).
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(comp(r, s, k).segment_gap, 5) << k;
+    EXPECT_EQ(comp(r, s, k).shortest_segment, 4) << k;
+  }
+  EXPECT_EQ(comp(r, s, 0).shortest_segment_at, 4);
+  EXPECT_EQ(comp(r, s, 3).shortest_segment_at, 0);
+  EXPECT_EQ(attn(r, s, 0, 1).segment_gap, attn(r, s, 0, 1).gap);  // AttnNodes get no partials
   // ρ = 6 refuses the parties with gap 5: CompNode 1 and AttnNodes (1,1), (0,2), (2,0),
-  // (1,3), (3,1), (1,2), (2,1).
+  // (1,3), (3,1), (1,2), (2,1); and CompNodes 0, 2, 3 for their segment gap 5.
   const ExposureReport r6 = compute_exposure(s, 6);
-  EXPECT_EQ(r6.violations.size(), 8u);
+  EXPECT_EQ(r6.violations.size(), 11u);
   EXPECT_TRUE(any_contains(r6.violations, "CompNode 1 (rank 2) has gap 5 < rho = 6: a hole of 4 positions at 0"));
+  EXPECT_TRUE(any_contains(r6.violations, "CompNode 0 (rank 1) has segment gap 5 < rho = 6: its layer-0 partials verify a segment of 4 positions at 4"));
   EXPECT_TRUE(any_contains(r6.violations, "AttnNode (2,1) (rank 14) has gap 5"));
   EXPECT_FALSE(any_contains(r6.violations, "AttnNode (0,1)"));
 }
@@ -153,9 +163,25 @@ TEST(Exposure, ShortLastCluster) {
   expect_party(attn(r, s, 1, 2), 5, 4, 0, 6, 12);  // {4-9, 14-19}
   expect_party(attn(r, s, 0, 1), 3, 2, 8, 8, 16);
   EXPECT_TRUE(r.secure());
+  // CompNodes 0 and 1: the short cluster 8-9 is a segment of 2 of their holes 4-9 and 8-13.
+  EXPECT_EQ(comp(r, s, 0).segment_gap, 3);
+  EXPECT_EQ(comp(r, s, 1).segment_gap, 3);
+  EXPECT_EQ(comp(r, s, 2).segment_gap, 5);  // hole 10-17: 10-13, 14-17
   const ExposureReport r4 = compute_exposure(s, 4);
-  ASSERT_EQ(r4.violations.size(), 2u);  // (0,1) and (1,0)
+  ASSERT_EQ(r4.violations.size(), 4u);  // (0,1) and (1,0), CompNodes 0 and 1
   EXPECT_TRUE(any_contains(r4.violations, "AttnNode (0,1) (rank 5) has gap 3 < rho = 4: a hole of 2 positions at 8"));
+  EXPECT_TRUE(any_contains(r4.violations, "CompNode 0 (rank 1) has segment gap 3 < rho = 4: its layer-0 partials verify a segment of 2 positions at 8"));
+}
+
+// Segments of a hole: the shortest runs from the left whose shards do not reappear later in it.
+TEST(Exposure, HoleSegments) {
+  using Segs = std::vector<std::pair<int, int>>;
+  EXPECT_EQ(hole_segments({1, 1, 2, 2, 3, 3}, 0, 6), (Segs{{0, 2}, {2, 4}, {4, 6}}));  // cluster, β = α
+  EXPECT_EQ(hole_segments({0, 1, 0, 2, 2, 1, 3}, 0, 7), (Segs{{0, 6}, {6, 7}}));      // shards 0, 1 interleave
+  EXPECT_EQ(hole_segments({0, 1, 0, 2, 2, 1, 3}, 3, 5), (Segs{{3, 5}}));
+  EXPECT_EQ(hole_segments({1, 0, 1, 0}, 0, 4), (Segs{{0, 4}}));                        // offset: one segment
+  EXPECT_EQ(hole_segments({1, 0}, 1, 1), Segs{});
+  EXPECT_THROW(hole_segments({1, 0}, 0, 3), std::out_of_range);
 }
 
 // N < δ: α = β = c = 4, 10 positions: CompNode 0 {0-3}, 1 {4-7}, 2 {8, 9}, 3 nothing.

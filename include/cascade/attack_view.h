@@ -3,7 +3,8 @@
 // rows an attacker holding that party's seat has.
 //   CompNode k: its tokens (the client's message), and its hidden rows at every layer, rebuilt
 //     from those tokens and the partials (m, e, u) it received — with the open weights, the
-//     very computation the CompNode did (same code, same inputs, same merge order).
+//     very computation the CompNode did (same code, same inputs, same merge order); and the
+//     layer-0 partials themselves, unmerged (partial_match.h).
 //   AttnNode (a, b): the q rows of shard a and the k and v rows of shard b at every layer; its
 //     tokens are recovered from its layer-0 rows (a layer-0 row depends only on its token and
 //     position: the nearest row of the model's layer-0 table names the token).
@@ -16,6 +17,7 @@
 #include "cascade/continuations.h"
 #include "cascade/gap_attack.h"
 #include "cascade/model.h"
+#include "cascade/partial_match.h"
 #include "cascade/schedule.h"
 #include "cascade/trace.h"
 #include "cascade/vocab_match.h"
@@ -34,6 +36,8 @@ struct PartyView {
   int n_prompt = 0;
   std::vector<int32_t> tokens;  // (n_prompt) token the party holds at each position; −1: unseen
   std::vector<ViewRows> rows;   // what it holds, per row kind and layer
+  std::vector<int32_t> shard;   // (n_prompt) attention shard of each position (the schedule is public)
+  ViewPartials partials;        // CompNode: the layer-0 partials it received, as they came
   // The row of `pos` (nullptr when the party holds none of that kind and layer).
   const float* row(const RowSpec& spec, int pos) const;
   int observed() const;  // positions with a known token
@@ -58,14 +62,25 @@ class Layer0Inverter {
  public:
   explicit Layer0Inverter(const Model& model);
   int32_t token(const RowSpec& spec, int pos, const float* row) const;
+  // The layer-0 q, k or v row of `token` at position 0 (RoPE not applied: rotate for others).
+  const float* row_at_0(RowKind kind, int32_t token) const;
 
  private:
   const Model& model_;
   std::vector<float> q_, k_, v_;  // (n_vocab, width) at position 0 (RoPE: the identity)
 };
 
+// What verifies a hole's fills.
+//   rows      the row after the hole at `layer` (hidden for a CompNode, else k, else q)
+//   partials  CompNodes: the layer-0 partials of the own positions after the hole, one
+//             segment of the hole at a time (partial_match.h); max_hole then bounds segments
+enum class Verify { rows, partials };
+const char* verify_name(Verify v);       // "rows", "partials"
+Verify parse_verify(const std::string& name);  // throws std::invalid_argument
+
 struct ViewAttackOptions {
   GapOptions gap;
+  Verify verify = Verify::rows;
   int layer = 1;  // rows of this layer verify fills (hidden@layer, else k@layer, else q@layer)
   // Holes longer than this are not searched (0: no limit): the attacker goes on with the
   // model's greedy guess for them, unverified. The gap experiment (cascade attack holes)
@@ -84,8 +99,9 @@ struct ViewAttackResult {
 
 // Generalised vocabulary matching over a whole view: left to right, every hole before a
 // position the party holds is filled (gap_attack.h) on the attacker's own guesses so far.
+// Verify::partials needs the layer-0 table (`table`; built here when null).
 ViewAttackResult attack_view(const Model& model, const PartyView& view, const ViewAttackOptions& o,
-                             const Progress& progress = {});
+                             const Progress& progress = {}, const Layer0Inverter* table = nullptr);
 
 // How much an attack recovered beyond the party's own tokens. The attacker outputs its text in
 // one of two ways: its confident tokens only (known ones, and fills that matched their row), or

@@ -15,7 +15,13 @@
 // depends on them). Filling a hole of h positions costs V^h forward passes at most. The gap is
 // 1 + the shortest hole, and kNoGap (∞) when there is no hole.
 //
-// Security condition: every party's gap ≥ ρ, and no party observes every prompt position.
+// A CompNode also receives, at layer 0, the partial of each own query against each key shard
+// b: a function of the query's token and the tokens of shard b before it only. So a hole of a
+// CompNode splits into segments (hole_segments) that the partials verify one at a time
+// (src/attack/partial_match.cpp does it): its segment gap is 1 + the shortest segment.
+//
+// Security condition: every party's gap ≥ ρ, every CompNode's segment gap ≥ ρ, and no party
+// observes every prompt position.
 #pragma once
 
 #include <stdexcept>
@@ -43,6 +49,9 @@ struct PartyExposure {
   int gap = kNoGap;            // 1 + shortest hole; kNoGap when there is no hole
   int shortest_hole = 0;       // positions in the shortest hole (0: none)
   int shortest_hole_at = -1;   // its first position (-1: none)
+  int segment_gap = kNoGap;    // CompNodes: 1 + the shortest segment of a hole; AttnNodes: gap
+  int shortest_segment = 0;    // positions in it (0: none)
+  int shortest_segment_at = -1;
   int longest_run = 0;         // longest run of consecutive observed positions
   int generated = 0;           // observed positions ≥ n_prompt (generated tokens)
   bool learns_final_token = false;  // --lm-head comp: owns the last planned position
@@ -70,6 +79,12 @@ std::vector<int> observed_positions(const Schedule& s, int rank);
 std::vector<std::pair<int, int>> runs_of(const std::vector<int>& sorted_positions);
 // Holes of a sorted set of positions, as [first, last] runs (see above).
 std::vector<std::pair<int, int>> holes_of(const std::vector<int>& sorted_positions);
+// The segments of the hole [first, end) under the attention shards `att` (size ≥ end): from
+// the left, the shortest runs [s, t) such that no shard with a position in [s, t) has one in
+// [t, end). A fill of a segment changes the layer-0 partials of its own shards only, and no
+// later position of the hole does: the segment can be verified before the rest is known.
+// Under `cluster` sharding with β = α a CompNode's hole is α − 1 segments of c.
+std::vector<std::pair<int, int>> hole_segments(const std::vector<int32_t>& att, int first, int end);
 // 1 + the shortest hole of a sorted set, or kNoGap.
 int gap_of(const std::vector<int>& sorted_positions);
 // "none" for kNoGap, else the number.

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cascade/continuations.h"
@@ -47,8 +48,28 @@ struct HoleResult {
   std::vector<Milestone> milestones;  // one per GapOptions::milestones, then `budget`
 };
 
-// Fills positions [cx.n_past(), cx.n_past() + len) given the token of the position after them
-// and its observed row `row` (spec). The prefix is left as it was.
+// A batch of complete fills to verify: fill i is the first len − 1 tokens of beam entry
+// parent[i] (whose keys and values are in `cache` when len > 1) and then last[i].
+struct FillBatch {
+  const std::vector<std::vector<int32_t>>* entries = nullptr;  // the beam: (entries, len − 1)
+  const SuffixCache* cache = nullptr;
+  const int32_t* parent = nullptr;  // (n)
+  const int32_t* last = nullptr;    // (n)
+  int n = 0, len = 0;
+};
+// Sets d[i] (n) to the distance between what fill i predicts and what the party observed,
+// relative (a fill matches below GapOptions::eps).
+using FillVerifier = std::function<void(Continuations& cx, const FillBatch& b, double* d)>;
+
+// Fills positions [cx.n_past(), cx.n_past() + len), verifying each enumerated fill with
+// `verify`. The prefix is left as it was.
+HoleResult fill_hole(Continuations& cx, int len, const FillVerifier& verify, const GapOptions& o);
+
+// The verifier of a row: the party knows the token of the position after the hole and holds
+// its row `row` (spec); a fill is run with that token and its row compared (relative L1).
+FillVerifier row_verifier(int32_t next_token, const RowSpec& spec, const float* row);
+
+// fill_hole with row_verifier.
 HoleResult fill_hole(Continuations& cx, int len, int32_t next_token, const RowSpec& spec,
                      const float* row, const GapOptions& o);
 

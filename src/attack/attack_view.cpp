@@ -136,6 +136,17 @@ int32_t Layer0Inverter::token(const RowSpec& spec, int pos, const float* row) co
   return best;
 }
 
+const float* Layer0Inverter::row_at_0(RowKind kind, int32_t token) const {
+  const ModelConfig& c = model_.cfg;
+  if (token < 0 || token >= c.n_vocab) throw std::out_of_range("Layer0Inverter: token " + std::to_string(token) + " is not in the vocabulary");
+  switch (kind) {
+    case RowKind::q: return q_.data() + (size_t)token * c.d_q();
+    case RowKind::k: return k_.data() + (size_t)token * c.d_kv();
+    case RowKind::v: return v_.data() + (size_t)token * c.d_kv();
+    default: throw std::invalid_argument("Layer0Inverter: no table of hidden rows");
+  }
+}
+
 PartyView party_view(const Trace& t, int rank, const Model& model, const Layer0Inverter* inverter) {
   const Schedule& s = t.schedule;
   const ModelConfig& c = model.cfg;
@@ -146,6 +157,7 @@ PartyView party_view(const Trace& t, int rank, const Model& model, const Layer0I
   v.role = s.role_of_rank(rank);
   v.n_prompt = s.n_prompt;
   v.tokens.assign(s.n_prompt, -1);
+  v.shard.assign(s.att.begin(), s.att.begin() + s.n_prompt);
   const std::vector<ReceivedPart> parts = prefill_parts(t, rank);
 
   if (v.role.kind == RankRole::comp) {
@@ -193,6 +205,19 @@ PartyView party_view(const Trace& t, int rank, const Model& model, const Layer0I
           std::memcpy(&M[at], pm + i * c.n_head, 4 * c.n_head);
           std::memcpy(&E[at], pe + i * c.n_head, 4 * c.n_head);
           std::memcpy(&U[at * c.d_head], pu + i * c.n_head * c.d_head, 4 * c.n_head * c.d_head);
+        }
+      }
+      if (l == 0) {  // keep the layer-0 partials as received (positions < n_prompt)
+        ViewPartials& vp = v.partials;
+        vp.beta = s.beta, vp.n_head = c.n_head, vp.d_head = c.d_head;
+        int np = 0;
+        while (np < n && own[np] < s.n_prompt) ++np;
+        vp.positions.assign(own.begin(), own.begin() + np);
+        for (int b = 0; b < s.beta; ++b) {
+          const size_t at = b * nh;
+          vp.m.insert(vp.m.end(), M.begin() + at, M.begin() + at + (size_t)np * c.n_head);
+          vp.e.insert(vp.e.end(), E.begin() + at, E.begin() + at + (size_t)np * c.n_head);
+          vp.u.insert(vp.u.end(), U.begin() + at * c.d_head, U.begin() + (at + (size_t)np * c.n_head) * c.d_head);
         }
       }
       be->merge_partials(M.data(), E.data(), U.data(), s.beta, n, c.n_head, c.d_head, o.data());
@@ -243,9 +268,22 @@ PartyView party_view(const Trace& t, int rank, const Model& model, const Layer0I
   return v;
 }
 
+const char* verify_name(Verify v) { return v == Verify::partials ? "partials" : "rows"; }
+
+Verify parse_verify(const std::string& name) {
+  if (name == "rows") return Verify::rows;
+  if (name == "partials") return Verify::partials;
+  throw std::invalid_argument("verification '" + name + "': expected rows or partials");
+}
+
 ViewAttackResult attack_view(const Model& model, const PartyView& view, const ViewAttackOptions& o,
-                             const Progress& progress) {
+                             const Progress& progress, const Layer0Inverter* table) {
   const auto t0 = std::chrono::steady_clock::now();
+  const bool partials = o.verify == Verify::partials;
+  if (partials && view.role.kind != RankRole::comp)
+    throw std::invalid_argument("--verify partials: only CompNodes receive partials (" + view.role.name() + " does not)");
+  std::unique_ptr<Layer0Inverter> own_table;
+  if (partials && !table) table = (own_table = std::make_unique<Layer0Inverter>(model)).get();
   ViewAttackResult res;
   res.recovered.assign(view.n_prompt, -1);
   res.confident.assign(view.n_prompt, 0);
@@ -253,10 +291,47 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
   int settled = 0;  // positions 0..settled−1 are in cx's prefix
   const int observed = view.observed();
   int done = 0;
+  // The greedy guess for [settled, end), unverified (a hole or segment too long to search).
+  auto skip = [&](int end) {
+    for (int i = settled; i < end; ++i) {
+      const std::vector<float>& lp = cx.next_logits();
+      const int32_t g = lp.empty() ? o.gap.start_token : (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin());
+      res.recovered[i] = g;
+      cx.append({g});
+    }
+    ++res.skipped_holes;
+    settled = end;
+  };
+  auto search = [&](int len, const FillVerifier& verify) {
+    HoleResult h = fill_hole(cx, len, verify, o.gap);
+    for (int i = 0; i < h.len; ++i) {
+      res.recovered[settled + i] = h.guess[i];
+      res.confident[settled + i] = h.matched;
+    }
+    res.verified += h.verified;
+    cx.append(h.guess);
+    res.holes.push_back(std::move(h));
+    settled += len;
+  };
   for (int p = 0; p < view.n_prompt; ++p) {
     const int32_t tok = view.tokens[p];
     if (tok < 0) continue;
-    if (p > settled) {
+    if (p > settled && partials) {
+      // Segment by segment, each against the partials of the own run starting at p.
+      std::vector<int> queries;
+      for (int q = p; q < view.n_prompt && view.tokens[q] >= 0; ++q) queries.push_back(q);
+      std::vector<int32_t> known = res.recovered;
+      for (int q = 0; q < view.n_prompt; ++q)
+        if (view.tokens[q] >= 0) known[q] = view.tokens[q];
+      for (const auto& [first, end] : hole_segments(view.shard, settled, p)) {
+        if (o.max_hole > 0 && end - first > o.max_hole) {
+          skip(end);
+        } else {
+          for (int q = 0; q < first; ++q) known[q] = res.recovered[q];
+          search(end - first, partial_verifier(model, *table, view.partials, view.shard, known, first, end - first, queries));
+        }
+      }
+    } else if (p > settled) {
       // The row of p that verifies fills: hidden@layer (CompNode), else k or q (AttnNode).
       RowSpec spec{RowKind::hidden, o.layer};
       const float* row = view.row(spec, p);
@@ -266,25 +341,8 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
         row = view.row(spec, p);
       }
       if (!row) throw std::runtime_error("the view holds no row of position " + std::to_string(p) + " at layer " + std::to_string(o.layer));
-      if (o.max_hole > 0 && p - settled > o.max_hole) {  // too long: the greedy guess, unverified
-        for (int i = settled; i < p; ++i) {
-          const std::vector<float>& lp = cx.next_logits();
-          const int32_t g = lp.empty() ? o.gap.start_token
-                                       : (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin());
-          res.recovered[i] = g;
-          cx.append({g});
-        }
-        ++res.skipped_holes;
-      } else {
-        HoleResult h = fill_hole(cx, p - settled, tok, spec, row, o.gap);
-        for (int i = 0; i < h.len; ++i) {
-          res.recovered[settled + i] = h.guess[i];
-          res.confident[settled + i] = h.matched;
-        }
-        res.verified += h.verified;
-        cx.append(h.guess);
-        res.holes.push_back(std::move(h));
-      }
+      if (o.max_hole > 0 && p - settled > o.max_hole) skip(p);
+      else search(p - settled, row_verifier(tok, spec, row));
     }
     cx.append({tok});
     res.recovered[p] = tok;

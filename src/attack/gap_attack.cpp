@@ -56,10 +56,36 @@ std::vector<float> proposal_logprobs(Continuations& cx, int32_t start_token) {
   return lp;
 }
 
+FillVerifier row_verifier(int32_t next_token, const RowSpec& spec, const float* row) {
+  return [next_token, spec, row](Continuations& cx, const FillBatch& fb, double* d) {
+    const int w = row_width(cx.model().cfg, spec);
+    std::vector<float> rows((size_t)fb.n * w);
+    std::vector<int32_t> ids;
+    for (int i = 0; i < fb.n; ++i) {
+      ids.push_back(fb.last[i]);
+      ids.push_back(next_token);
+    }
+    Continuations::Batch b;
+    b.parent = fb.len > 1 ? fb.cache : nullptr;
+    b.parent_row = fb.parent;
+    b.ids = ids.data();
+    b.batch = fb.n;
+    b.t = 2;
+    b.spec = &spec;
+    b.rows = rows.data();
+    cx.run(b);
+    for (int i = 0; i < fb.n; ++i) d[i] = relative_l1(rows.data() + (size_t)i * w, row, w);
+  };
+}
+
 HoleResult fill_hole(Continuations& cx, int len, int32_t next_token, const RowSpec& spec,
                      const float* row, const GapOptions& o) {
+  return fill_hole(cx, len, row_verifier(next_token, spec, row), o);
+}
+
+HoleResult fill_hole(Continuations& cx, int len, const FillVerifier& verify, const GapOptions& o) {
   const ModelConfig& c = cx.model().cfg;
-  const int V = c.n_vocab, w = row_width(c, spec);
+  const int V = c.n_vocab;
   if (len <= 0) throw std::invalid_argument("fill_hole: a hole has at least one position");
   if (o.budget <= 0 || o.beam <= 0) throw std::invalid_argument("fill_hole: budget and beam must be positive");
   const auto t0 = Clock::now();
@@ -140,7 +166,7 @@ HoleResult fill_hole(Continuations& cx, int len, int32_t next_token, const RowSp
   };
 
   const int chunk = 512;
-  std::vector<float> rows((size_t)chunk * w);
+  std::vector<double> dist(chunk);
   while (!res.matched && res.verified < o.budget && !heap.empty()) {
     std::vector<Head> batch;
     while ((int)batch.size() < chunk && res.verified + (int64_t)batch.size() < o.budget && !heap.empty()) {
@@ -150,23 +176,21 @@ HoleResult fill_hole(Continuations& cx, int len, int32_t next_token, const RowSp
       if (h.idx + 1 < (int)order[h.e].size())
         heap.push({score[h.e] + lp[(size_t)h.e * V + order[h.e][h.idx + 1]], h.e, h.idx + 1});
     }
-    std::vector<int32_t> ids, parent_row;
+    std::vector<int32_t> last, parent_row;
     for (const Head& h : batch) {
-      ids.push_back(order[h.e][h.idx]);
-      ids.push_back(next_token);
+      last.push_back(order[h.e][h.idx]);
       parent_row.push_back(h.e);
     }
-    Continuations::Batch b;
-    b.parent = len > 1 ? &cache : nullptr;
-    b.parent_row = parent_row.data();
-    b.ids = ids.data();
-    b.batch = (int)batch.size();
-    b.t = 2;
-    b.spec = &spec;
-    b.rows = rows.data();
-    cx.run(b);
+    FillBatch fb;
+    fb.entries = &fills;
+    fb.cache = &cache;
+    fb.parent = parent_row.data();
+    fb.last = last.data();
+    fb.n = (int)batch.size();
+    fb.len = len;
+    verify(cx, fb, dist.data());
     for (size_t i = 0; i < batch.size(); ++i) {
-      const double d = relative_l1(rows.data() + i * w, row, w);
+      const double d = dist[i];
       ++res.verified;
       if (d < best) {
         best = d;

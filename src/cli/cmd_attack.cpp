@@ -180,6 +180,7 @@ struct ViewOptions {
   std::vector<std::string> parties = {"all"};
   ViewAttackOptions attack;
   std::vector<int64_t> budgets;  // empty: --budget alone
+  std::string verify = "rows";
   std::string csv;
   bool json = false;
   bool quiet = false;
@@ -188,6 +189,8 @@ struct ViewOptions {
 
 void run_view(const ViewOptions& o) {
   set_cpu_threads(o.threads);
+  ViewAttackOptions attack = o.attack;
+  attack.verify = parse_verify(o.verify);
   const Trace t = read_trace(o.trace);
   if (!t.meta.views) throw std::invalid_argument(o.trace + " has no views: record the run with cascade run --trace FILE --trace-views");
   ModelOptions mo = o.model;
@@ -205,7 +208,9 @@ void run_view(const ViewOptions& o) {
   const std::vector<int32_t> truth = trace_prompt(t);
   std::vector<int> ranks;
   for (const std::string& p : o.parties) {
-    if (p == "all") {
+    if (p == "all" && attack.verify == Verify::partials) {  // only CompNodes receive partials
+      for (int k = 0; k < s.alpha; ++k) ranks.push_back(s.comp_rank(k));
+    } else if (p == "all") {
       for (int r = 1; r < s.n_ranks(); ++r) ranks.push_back(r);
     } else if (p == "comp") {
       for (int k = 0; k < s.alpha; ++k) ranks.push_back(s.comp_rank(k));
@@ -217,17 +222,27 @@ void run_view(const ViewOptions& o) {
     }
   }
   std::vector<int64_t> budgets = o.budgets;
-  if (budgets.empty()) budgets.push_back(o.attack.gap.budget);
+  if (budgets.empty()) budgets.push_back(attack.gap.budget);
+  if (attack.verify == Verify::partials)
+    for (int r : ranks)
+      if (s.role_of_rank(r).kind != RankRole::comp)
+        throw std::invalid_argument("--verify partials attacks CompNodes only (" + s.role_of_rank(r).name() + " receives no partials): use --party comp or comp:K");
   std::sort(budgets.begin(), budgets.end());
   std::ofstream csv;
   if (!o.csv.empty()) {
-    const bool fresh = !std::ifstream(o.csv).good();
+    const std::string header =
+        "trace,alpha,beta,c,delta,attn_sharding,n_prompt,party,rank,layer,budget,beam,observed,unseen,"
+        "unseen_correct,unseen_confident,unseen_accuracy,rouge_tokens,rouge_confident,rouge_all,rouge_words,floor,gain,holes,"
+        "holes_matched,holes_skipped,max_hole,verified,seconds,verify";
+    std::ifstream old(o.csv);
+    std::string first;
+    const bool fresh = !old.good() || !std::getline(old, first);
+    if (!fresh && first != header)
+      throw std::invalid_argument("'" + o.csv + "' has other columns than this version writes (" + header +
+                                  "): append to a new file");
     csv.open(o.csv, std::ios::app);
     if (!csv) throw std::runtime_error("cannot write '" + o.csv + "'");
-    if (fresh)
-      csv << "trace,alpha,beta,c,delta,attn_sharding,n_prompt,party,rank,layer,budget,beam,observed,unseen,"
-             "unseen_correct,unseen_confident,unseen_accuracy,rouge_tokens,rouge_confident,rouge_all,rouge_words,floor,gain,holes,"
-             "holes_matched,holes_skipped,max_hole,verified,seconds\n";
+    if (fresh) csv << header << '\n';
   }
   nlohmann::json out = nlohmann::json::array();
   if (!o.json)
@@ -235,13 +250,13 @@ void run_view(const ViewOptions& o) {
                 "unseen", "correct", "matched", "accuracy", "rouge", "floor", "gain", "verified", "seconds");
   std::unique_ptr<Layer0Inverter> inverter;  // the layer-0 table, built once for every AttnNode
   for (int rank : ranks) {
-    if (!inverter && s.role_of_rank(rank).kind == RankRole::attn) inverter = std::make_unique<Layer0Inverter>(lm.model);
+    if (!inverter && (s.role_of_rank(rank).kind == RankRole::attn || attack.verify == Verify::partials)) inverter = std::make_unique<Layer0Inverter>(lm.model);
     const PartyView view = party_view(t, rank, lm.model, inverter.get());
     for (int64_t budget : budgets) {
-      ViewAttackOptions ao = o.attack;
+      ViewAttackOptions ao = attack;
       ao.gap.budget = budget;
       ProgressBar bar(view.role.name() + " budget " + std::to_string(budget));
-      const ViewAttackResult r = attack_view(lm.model, view, ao, [&](int d, int n) { if (!o.quiet) bar.update(d, n); });
+      const ViewAttackResult r = attack_view(lm.model, view, ao, [&](int d, int n) { if (!o.quiet) bar.update(d, n); }, inverter.get());
       bar.finish();
       const AttackScore sc = score_attack(truth, r.recovered, r.confident, view.tokens);
       // ROUGE-L over words as well: the text of the better output (score_attack) against the prompt's.
@@ -265,7 +280,7 @@ void run_view(const ViewOptions& o) {
                        {"unseen_accuracy", sc.unseen_accuracy}, {"rouge_tokens", sc.rouge_tokens},
                        {"rouge_confident", sc.rouge_confident}, {"rouge_all", sc.rouge_all},
                        {"rouge_words", rouge_words}, {"floor", sc.floor}, {"gain", sc.gain},
-                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"holes_skipped", r.skipped_holes}, {"max_hole", ao.max_hole}, {"verified", r.verified},
+                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"holes_skipped", r.skipped_holes}, {"max_hole", ao.max_hole}, {"verified", r.verified}, {"verify", verify_name(ao.verify)},
                        {"seconds", r.seconds}, {"recovered", r.recovered}, {"truth", truth}});
       } else {
         std::printf("%-16s %7lld %8d %6d %7d %8d %8.1f%% %7.3f %7.3f %+7.3f %9lld %8.1f\n", view.role.name().c_str(),
@@ -278,7 +293,8 @@ void run_view(const ViewOptions& o) {
             << ',' << ao.layer << ',' << budget << ',' << ao.gap.beam << ',' << sc.observed << ',' << sc.unseen << ','
             << sc.unseen_correct << ',' << sc.unseen_confident << ',' << sc.unseen_accuracy << ',' << sc.rouge_tokens
             << ',' << sc.rouge_confident << ',' << sc.rouge_all << ',' << rouge_words << ',' << sc.floor << ',' << sc.gain << ',' << r.holes.size() << ',' << matched
-            << ',' << r.skipped_holes << ',' << ao.max_hole << ',' << r.verified << ',' << r.seconds << '\n';
+            << ',' << r.skipped_holes << ',' << ao.max_hole << ',' << r.verified << ',' << r.seconds << ','
+            << verify_name(ao.verify) << '\n';
         csv.flush();
       }
     }
@@ -431,6 +447,10 @@ void add_attack_command(CLI::App& app) {
   ws->add_option("--budget", w->attack.gap.budget, "Fills verified per hole")->capture_default_str()->check(CLI::PositiveNumber);
   ws->add_option("--budgets", w->budgets, "Several budgets, one attack each (overrides --budget)")->delimiter(',');
   ws->add_option("--beam", w->attack.gap.beam, "Partial fills kept per position of a hole")->capture_default_str()->check(CLI::PositiveNumber);
+  ws->add_option("--verify", w->verify,
+                 "What verifies fills: rows (the row after the hole at --layer) or partials (CompNodes: the layer-0 "
+                 "partials (m, e, u) they received, one segment of the hole per key shard)")
+      ->capture_default_str()->check(CLI::IsMember({"rows", "partials"}));
   ws->add_option("--layer", w->attack.layer, "Layer of the rows that verify fills (hidden@L for CompNodes, k@L or q@L for AttnNodes)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   ws->add_option("--max-hole", w->attack.max_hole, "Do not search holes longer than this (0: no limit); they get the model's greedy guess")

@@ -98,6 +98,7 @@ nlohmann::json gap_json(int gap) { return gap == kNoGap ? nlohmann::json(nullptr
 std::string verdict(const PartyExposure& e, int rho) {
   if (e.whole_prompt) return "whole prompt";
   if (e.gap != kNoGap && e.gap < rho) return "gap < ρ";
+  if (e.segment_gap != kNoGap && e.segment_gap < rho) return "segment gap < ρ";
   return "ok";
 }
 }  // namespace
@@ -110,6 +111,8 @@ nlohmann::json exposure_json(const ExposureReport& rep) {
                         {"shortest_hole", e.shortest_hole},
                         {"shortest_hole_at", e.shortest_hole_at < 0 ? nlohmann::json(nullptr)
                                                                     : nlohmann::json(e.shortest_hole_at)},
+                        {"segment_gap", gap_json(e.segment_gap)},
+                        {"shortest_segment", e.shortest_segment},
                         {"longest_run", e.longest_run}, {"generated", e.generated},
                         {"learns_final_token", e.learns_final_token},
                         {"sees_generated", e.sees_generated()}, {"whole_prompt", e.whole_prompt},
@@ -132,16 +135,18 @@ void print_exposure(const ExposureReport& r) {
   std::printf("\nexposure over %d planned positions (%d prompt + %d generated), ρ = %d.\n"
               "A party observes the positions whose rows it receives (AttnNode (a,b): shards a and b);\n"
               "a hole is a run of unobserved positions before an observed one; gap = 1 + the shortest\n"
-              "hole (\"none\": no hole). Refused: gap < ρ, or every prompt position observed.\n",
+              "hole (\"none\": no hole). A CompNode's layer-0 partials check each key shard's segment\n"
+              "of a hole alone: seg = 1 + the shortest segment. Refused: gap or seg < ρ, or every\n"
+              "prompt position observed.\n",
               r.n_positions, r.n_prompt, r.n_positions - r.n_prompt, r.rho);
-  std::printf("  %-16s %5s %8s %8s %5s %13s %11s %9s  %s\n", "party", "rank", "observed",
-              "fraction", "gap", "shortest hole", "longest run", "generated", "verdict");
+  std::printf("  %-16s %5s %8s %8s %5s %13s %5s %11s %9s  %s\n", "party", "rank", "observed",
+              "fraction", "gap", "shortest hole", "seg", "longest run", "generated", "verdict");
   for (const PartyExposure& e : r.parties) {
     const std::string hole = e.shortest_hole == 0 ? "none"
                              : std::to_string(e.shortest_hole) + " at " + std::to_string(e.shortest_hole_at);
     const std::string gen = std::to_string(e.generated) + (e.learns_final_token ? "+final" : "");
-    std::printf("  %-16s %5d %8d %8.3f %5s %13s %11d %9s  %s\n", e.role.name().c_str(), e.rank,
-                e.observed, e.fraction, gap_str(e.gap).c_str(), hole.c_str(), e.longest_run,
+    std::printf("  %-16s %5d %8d %8.3f %5s %13s %5s %11d %9s  %s\n", e.role.name().c_str(), e.rank,
+                e.observed, e.fraction, gap_str(e.gap).c_str(), hole.c_str(), gap_str(e.segment_gap).c_str(), e.longest_run,
                 gen.c_str(), verdict(e, r.rho).c_str());
   }
 }
@@ -286,7 +291,7 @@ void run_plan(const PlanOptions& in) {
     print_exposure(rep);
     if (!advice.empty()) std::printf("\n%s\n", advice.c_str());
     if (rep.secure()) {
-      std::printf("\nsecurity: OK for ρ = %d (every party's gap ≥ %d or none; none sees the whole prompt)\n",
+      std::printf("\nsecurity: OK for ρ = %d (every gap and segment gap ≥ %d or none; none sees the whole prompt)\n",
                   rep.rho, rep.rho);
     } else {
       std::printf("\nsecurity: %s for ρ = %d:\n", o.insecure ? "INSECURE (allowed by --insecure)" : "REFUSED",

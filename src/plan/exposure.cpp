@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <iterator>
+#include <map>
 #include <sstream>
+#include <stdexcept>
 
 namespace cascade {
 
@@ -35,6 +37,22 @@ int gap_of(const std::vector<int>& pos) {
     if (gap == kNoGap || g < gap) gap = g;
   }
   return gap;
+}
+
+std::vector<std::pair<int, int>> hole_segments(const std::vector<int32_t>& att, int first, int end) {
+  if (first < 0 || end > (int)att.size() || first > end) throw std::out_of_range("hole_segments: hole outside the schedule");
+  std::map<int32_t, int> last;  // shard → its last position in the hole
+  for (int p = first; p < end; ++p) last[att[p]] = p;
+  std::vector<std::pair<int, int>> out;
+  int s = first, reach = first;  // the segment [s, ·) must run past reach
+  for (int p = first; p < end; ++p) {
+    reach = std::max(reach, last[att[p]]);
+    if (p == reach) {
+      out.push_back({s, p + 1});
+      s = p + 1;
+    }
+  }
+  return out;
 }
 
 std::string gap_str(int gap) { return gap == kNoGap ? "none" : std::to_string(gap); }
@@ -91,6 +109,13 @@ ExposureReport compute_exposure(const Schedule& s, int rho) {
       }
     }
     e.gap = e.shortest_hole == 0 ? kNoGap : e.shortest_hole + 1;
+    e.segment_gap = e.gap, e.shortest_segment = e.shortest_hole, e.shortest_segment_at = e.shortest_hole_at;
+    if (e.role.kind == RankRole::comp) {
+      for (const auto& [first, last] : holes_of(pos))
+        for (const auto& [s0, s1] : hole_segments(s.att, first, last + 1))
+          if (s1 - s0 < e.shortest_segment) e.shortest_segment = s1 - s0, e.shortest_segment_at = s0;
+      e.segment_gap = e.shortest_segment == 0 ? kNoGap : e.shortest_segment + 1;
+    }
     e.generated = static_cast<int>(
         std::count_if(pos.begin(), pos.end(), [&](int p) { return p >= s.n_prompt; }));
     e.learns_final_token = e.role.kind == RankRole::comp && s.lm_head == LmHead::comp &&
@@ -107,6 +132,11 @@ ExposureReport compute_exposure(const Schedule& s, int rho) {
                                std::to_string(rho) + ": a hole of " + std::to_string(e.shortest_hole) +
                                " position" + (e.shortest_hole == 1 ? "" : "s") + " at " +
                                std::to_string(e.shortest_hole_at));
+    else if (e.segment_gap != kNoGap && e.segment_gap < rho)
+      rep.violations.push_back(who + " has segment gap " + std::to_string(e.segment_gap) + " < rho = " +
+                               std::to_string(rho) + ": its layer-0 partials verify a segment of " +
+                               std::to_string(e.shortest_segment) + " position" + (e.shortest_segment == 1 ? "" : "s") +
+                               " at " + std::to_string(e.shortest_segment_at) + " on its own");
     rep.parties.push_back(std::move(e));
   }
   return rep;
@@ -122,8 +152,9 @@ void enforce_security(const ExposureReport& rep, bool insecure) {
   const size_t shown = std::min<size_t>(rep.violations.size(), 6);
   for (size_t i = 0; i < shown; ++i) os << (i ? "; " : "") << rep.violations[i];
   if (shown < rep.violations.size()) os << "; and " << rep.violations.size() - shown << " more";
-  os << ". Widen the holes (delta - c + 1 >= rho for CompNodes; --attn-sharding cluster with "
-        "beta >= 3 and c + 1 >= rho for AttnNodes), or pass --insecure to run it anyway";
+  os << ". Widen the holes (delta - c + 1 >= rho, and c + 1 >= rho under --attn-sharding cluster with "
+        "beta = alpha, for CompNodes; --attn-sharding cluster with beta >= 3 and c + 1 >= rho for AttnNodes), "
+        "or pass --insecure to run it anyway";
   throw SecurityError(os.str());
 }
 

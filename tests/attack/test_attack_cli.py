@@ -6,7 +6,8 @@
     (`cascade run --trace --trace-views`, then `cascade attack view`): the AttnNode (0,2) of
     an `offset` (4,4,4) schedule, which the planner refuses (gap 2), loses ≥ 90% of its unseen
     tokens; a CompNode of the `cluster` default (c = 8), with a hole of 8, loses none at the same
-    budget;
+    budget; a CompNode of a `cluster` (4,4,1) schedule (holes of 3, refused: segment gap 2) loses
+    every unseen token to its layer-0 partials (`--verify partials`), and few to its hidden rows;
   - bad input gets a clear error and a non-zero exit.
 
     python3 tests/attack/test_attack_cli.py BUILD/cascade [MPIEXEC]
@@ -45,7 +46,7 @@ class Baseline(unittest.TestCase):
 
 class Views(unittest.TestCase):
     """A 40-token prompt of the tiny synthetic model (vocabulary 256): a budget of 256 fills
-    covers every 1-token fill and almost none of an 8-token hole."""
+    covers every 1-token fill and almost none of a 3-token or an 8-token hole."""
 
     @classmethod
     def setUpClass(cls):
@@ -53,7 +54,8 @@ class Views(unittest.TestCase):
         cls.traces = {}
         # offset: α = β = c = 4 (refused: AttnNode (0,2) has gap 2); cluster: the default
         # α = β = 4, c = 8 (every gap ≥ 9).
-        for name, extra in (("offset", ["--attn-sharding", "offset", "--insecure"]), ("cluster", ["--cluster", "8"])):
+        for name, extra in (("offset", ["--attn-sharding", "offset", "--insecure"]), ("cluster", ["--cluster", "8"]),
+                            ("cluster1", ["--cluster", "1", "--insecure"])):
             path = os.path.join(cls.dir.name, name + ".h5")
             rc, out, err = run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "21", CASCADE, "run",
                                 "--model", "synthetic:tiny", "--tokens", "40", "--alpha", "4", "--beta", "4",
@@ -66,9 +68,9 @@ class Views(unittest.TestCase):
     def tearDownClass(cls):
         cls.dir.cleanup()
 
-    def attack(self, trace, party, budget):
+    def attack(self, trace, party, budget, verify="rows"):
         rc, out, err = run([CASCADE, "attack", "view", "--trace", trace, "--party", party, "--budget", str(budget),
-                            "--json", "-q", "-t", "1"])
+                            "--verify", verify, "--json", "-q", "-t", "1"])
         self.assertEqual(rc, 0, err)
         return json.loads(out)[0]
 
@@ -85,12 +87,36 @@ class Views(unittest.TestCase):
         self.assertAlmostEqual(r["gain"], 0.0, places=9)
         self.assertEqual(r["verified"], 256 * r["holes"])
 
+    def test_partials_fill_what_the_hidden_rows_cannot(self):
+        # CompNode 3 holds 3, 7, ..., 39: every unseen position is in a hole of 3, one segment
+        # of 1 per key shard.
+        r = self.attack(self.traces["cluster1"], "comp:3", 256, "partials")
+        self.assertEqual((r["verify"], r["unseen"], r["holes"]), ("partials", 30, 30), r)
+        self.assertEqual(r["unseen_correct"], 30, r)
+        self.assertEqual(r["holes_matched"], 30, r)
+        rows = self.attack(self.traces["cluster1"], "comp:3", 256, "rows")
+        self.assertLess(rows["unseen_correct"], 15, rows)
+        rc, out, err = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "1", "--tokens", "40", "--rho", "4"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("CompNode 0 (rank 1) has segment gap 2 < rho = 4", err)  # its gap, 4, passes
+
     def test_errors(self):
         for args, msg in ((["--party", "attn:4,0"], "no such AttnNode"), (["--party", "comp:x"], "not a party"),
                           (["--layer", "7"], "layer")):
             rc, out, err = run([CASCADE, "attack", "view", "--trace", self.traces["offset"], *args, "-q"])
             self.assertNotEqual(rc, 0)
             self.assertIn(msg, err)
+        rc, out, err = run([CASCADE, "attack", "view", "--trace", self.traces["offset"], "--party", "attn:0,1",
+                            "--verify", "partials", "-q"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("CompNodes only", err)
+        with tempfile.NamedTemporaryFile("w", suffix=".csv") as f:  # a CSV of other columns is not appended to
+            f.write("trace,alpha,beta\n")
+            f.flush()
+            rc, out, err = run([CASCADE, "attack", "view", "--trace", self.traces["cluster1"], "--party", "comp:0",
+                                "--budget", "1", "--csv", f.name, "-q"])
+            self.assertNotEqual(rc, 0)
+            self.assertIn("other columns", err)
         rc, out, err = run([CASCADE, "attack", "vocab", "--model", "synthetic:tiny", "--row", "hidden@9"])
         self.assertNotEqual(rc, 0)
         self.assertIn("out of range", err)

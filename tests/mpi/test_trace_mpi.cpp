@@ -155,6 +155,16 @@ void check_party_view(const CascadeReport& rep, const std::vector<Delivered>& de
         } else if (kind == (int)CommKind::kv) {
           same(v.row({RowKind::k, d.layer}, pos[i]), f + i * c.d_kv(), c.d_kv(), "a k row" + at);
           same(v.row({RowKind::v, d.layer}, pos[i]), f + (n + i) * c.d_kv(), c.d_kv(), "a v row" + at);
+        } else if (kind == (int)CommKind::partial && d.layer == 0) {  // kept unmerged
+          const ViewPartials& vp = v.partials;
+          const int r = vp.index(pos[i]), b = s.role_of_rank(d.src).b;
+          const size_t j = ((size_t)b * vp.positions.size() + std::max(r, 0)) * c.n_head;
+          const float* pm = f + i * c.n_head;
+          const float* pe = f + (n + i) * c.n_head;
+          const float* pu = f + 2 * n * c.n_head + i * c.n_head * c.d_head;
+          same(r < 0 ? nullptr : &vp.m[j], pm, c.n_head, "a partial's m" + at);
+          same(r < 0 ? nullptr : &vp.e[j], pe, c.n_head, "a partial's e" + at);
+          same(r < 0 ? nullptr : &vp.u[j * c.d_head], pu, c.n_head * c.d_head, "a partial's u" + at);
         } else if (kind == (int)CommKind::tokens) {
           const int32_t id = reinterpret_cast<const int32_t*>(part.second.data())[i];
           if (v.tokens.at(pos[i]) != id) ok = false, why = "a token";
