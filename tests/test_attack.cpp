@@ -14,6 +14,7 @@
 #include "cascade/gap_attack.h"
 #include "cascade/layer.h"
 #include "cascade/partial_match.h"
+#include "cascade/partial_solve.h"
 #include "cascade/reference.h"
 #include "cascade/schedule.h"
 #include "cascade/synthetic.h"
@@ -310,11 +311,64 @@ TEST(PartialMatch, AttackViewFillsEveryHoleSegmentBySegment) {
     EXPECT_EQ(r.recovered[p], ids[p]) << p;
     EXPECT_TRUE(r.confident[p]) << p;
   }
+  o.span = true;  // the span solver: one verified fill per segment
+  const ViewAttackResult rs = attack_view(m, view, o);
+  EXPECT_EQ(rs.recovered, r.recovered);
+  EXPECT_EQ(rs.span_solved, 15);
+  EXPECT_EQ(rs.verified, 15);
+  o.span = false;
   o.verify = Verify::rows;
   const ViewAttackResult rr = attack_view(m, view, o);
   int right = 0;
   for (int p = 0; p <= 20; ++p) right += view.tokens[p] < 0 && rr.recovered[p] == ids[p];
   EXPECT_LT(right, 15 / 2) << "the hidden rows alone should not fill holes of 3 at a budget of V";
+}
+
+// The span solver on the same layout: each segment's value rows span what its partials mix, so
+// the segment's tokens come out of the membership test, placed by RoPE, with no enumeration.
+TEST(PartialSolve, ReadsASegmentOffTheSpanOfItsPartials) {
+  const Model& m = tiny();
+  const std::vector<int32_t> ids = synthetic_prompt(18, m.cfg.n_vocab, 29);
+  const Schedule s = cluster_schedule(3, 2, 18);
+  const ViewPartials vp = comp0_partials(m, s, ids);
+  const Layer0Inverter table(m);
+  std::vector<int32_t> known(ids.size(), -1);
+  for (int p : {0, 1, 6, 7, 12, 13}) known[p] = ids[p];
+  for (int first : {2, 4}) {
+    SCOPED_TRACE(first);
+    const SpanSolution sol = span_solve(m, table, vp, s.att, known, first, 2, {6, 7}, 10);
+    ASSERT_FALSE(sol.fills.empty());
+    EXPECT_EQ(sol.fills[0], std::vector<int32_t>(ids.begin() + first, ids.begin() + first + 2));
+  }
+  // Later holes: shard 1's keys 2, 3 are known now (the attacker's guesses), 8, 9 are not.
+  known[2] = ids[2], known[3] = ids[3], known[4] = ids[4], known[5] = ids[5];
+  const SpanSolution later = span_solve(m, table, vp, s.att, known, 8, 2, {12, 13}, 10);
+  ASSERT_FALSE(later.fills.empty());
+  EXPECT_EQ(later.fills[0], std::vector<int32_t>(ids.begin() + 8, ids.begin() + 10));
+  // A wrong earlier guess of a key adds its true and its guessed value rows to the residual's
+  // span; the segment's tokens are still in it, and still placed first.
+  known[2] = (ids[2] + 1) % 256;
+  const SpanSolution wrong = span_solve(m, table, vp, s.att, known, 8, 2, {12, 13}, 10);
+  ASSERT_FALSE(wrong.fills.empty());
+  EXPECT_EQ(wrong.fills[0], std::vector<int32_t>(ids.begin() + 8, ids.begin() + 10));
+  EXPECT_GT(wrong.candidates[0].size(), later.candidates[0].size());
+}
+
+// More unknown keys of a shard than mixtures: α = 6, β = 2, c = 1 leaves CompNode 0 one query
+// (2 heads per kv head here: 2 mixtures) against shard 1's 3 unknown keys 1, 3, 5 of its hole.
+TEST(PartialSolve, FewerMixturesThanUnknownKeysSolveNothing) {
+  const Model& m = tiny();
+  const std::vector<int32_t> ids = synthetic_prompt(14, m.cfg.n_vocab, 37);
+  ScheduleParams sp;
+  sp.alpha = 6, sp.beta = 2, sp.c = 1, sp.n_positions = 14;
+  const Schedule s = make_schedule(sp);
+  const ViewPartials vp = comp0_partials(m, s, ids);
+  const Layer0Inverter table(m);
+  std::vector<int32_t> known(ids.size(), -1);
+  known[0] = ids[0], known[6] = ids[6];
+  const SpanSolution sol = span_solve(m, table, vp, s.att, known, 1, 5, {6}, 100);
+  for (const std::vector<int32_t>& f : sol.fills) EXPECT_NE(f, std::vector<int32_t>(ids.begin() + 1, ids.begin() + 6));
+  EXPECT_TRUE(sol.candidates[0].empty());  // shard 1: position 1 gets no candidate
 }
 
 TEST(ScoreAttack, TheFloorIsKnowingTheObservedTokens) {

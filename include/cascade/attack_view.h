@@ -18,6 +18,7 @@
 #include "cascade/gap_attack.h"
 #include "cascade/model.h"
 #include "cascade/partial_match.h"
+#include "cascade/partial_solve.h"
 #include "cascade/schedule.h"
 #include "cascade/trace.h"
 #include "cascade/vocab_match.h"
@@ -81,6 +82,9 @@ Verify parse_verify(const std::string& name);  // throws std::invalid_argument
 struct ViewAttackOptions {
   GapOptions gap;
   Verify verify = Verify::rows;
+  // Verify::partials: first solve each segment from the span of the partials (partial_solve.h)
+  // and verify those fills; the LM enumeration gets what is left of the budget if none matches.
+  bool span = false;
   int layer = 1;  // rows of this layer verify fills (hidden@layer, else k@layer, else q@layer)
   // Holes longer than this are not searched (0: no limit): the attacker goes on with the
   // model's greedy guess for them, unverified. The gap experiment (cascade attack holes)
@@ -93,6 +97,7 @@ struct ViewAttackResult {
   std::vector<char> confident;     // (n_prompt) a known token, or a fill that matched its row
   std::vector<HoleResult> holes;  // the holes searched
   int skipped_holes = 0;           // holes longer than max_hole
+  int span_solved = 0;             // segments matched by a fill of the span solver
   int64_t verified = 0;
   double seconds = 0.0;
 };

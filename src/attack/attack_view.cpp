@@ -302,8 +302,8 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
     ++res.skipped_holes;
     settled = end;
   };
-  auto search = [&](int len, const FillVerifier& verify) {
-    HoleResult h = fill_hole(cx, len, verify, o.gap);
+  auto search = [&](int len, const FillVerifier& verify, const GapOptions& gap) {
+    HoleResult h = fill_hole(cx, len, verify, gap);
     for (int i = 0; i < h.len; ++i) {
       res.recovered[settled + i] = h.guess[i];
       res.confident[settled + i] = h.matched;
@@ -312,6 +312,48 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
     cx.append(h.guess);
     res.holes.push_back(std::move(h));
     settled += len;
+  };
+  // The span solver's fills of the segment at `settled`, verified in order. True when the
+  // segment is settled: on a match, or when they used the whole budget (their nearest is the
+  // guess). Otherwise `left.budget` is what they left to the LM enumeration.
+  auto try_span = [&](int len, const FillVerifier& verify, const std::vector<int32_t>& known,
+                      const std::vector<int>& queries, GapOptions& left) {
+    const auto t1 = std::chrono::steady_clock::now();
+    const SpanSolution sol = span_solve(model, *table, view.partials, view.shard, known, settled, len, queries, o.gap.budget);
+    HoleResult h;
+    h.start = settled, h.len = len, h.distance = std::numeric_limits<double>::infinity();
+    const int n = (int)sol.fills.size();
+    if (n > 0) {
+      std::vector<std::vector<int32_t>> entries;
+      std::vector<int32_t> parent, last;
+      for (int i = 0; i < n; ++i) {
+        entries.emplace_back(sol.fills[i].begin(), sol.fills[i].end() - 1);
+        parent.push_back(i);
+        last.push_back(sol.fills[i].back());
+      }
+      FillBatch fb;
+      fb.entries = &entries, fb.parent = parent.data(), fb.last = last.data(), fb.n = n, fb.len = len;
+      std::vector<double> d(n);
+      verify(cx, fb, d.data());
+      for (int i = 0; i < n && !h.matched; ++i) {
+        ++h.verified;
+        if (d[i] < h.distance) h.distance = d[i], h.guess = sol.fills[i];
+        if (d[i] < o.gap.eps) h.matched = true, h.match_rank = i;
+      }
+    }
+    h.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    res.verified += h.verified;
+    left.budget = o.gap.budget - h.verified;
+    if (!h.matched && left.budget > 0) return false;
+    for (int i = 0; i < len; ++i) {
+      res.recovered[settled + i] = h.guess[i];
+      res.confident[settled + i] = h.matched;
+    }
+    res.span_solved += h.matched;
+    cx.append(h.guess);
+    res.holes.push_back(std::move(h));
+    settled += len;
+    return true;
   };
   for (int p = 0; p < view.n_prompt; ++p) {
     const int32_t tok = view.tokens[p];
@@ -328,7 +370,10 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
           skip(end);
         } else {
           for (int q = 0; q < first; ++q) known[q] = res.recovered[q];
-          search(end - first, partial_verifier(model, *table, view.partials, view.shard, known, first, end - first, queries));
+          const int len = end - first;
+          const FillVerifier verify = partial_verifier(model, *table, view.partials, view.shard, known, first, len, queries);
+          GapOptions left = o.gap;
+          if (!(o.span && try_span(len, verify, known, queries, left))) search(len, verify, left);
         }
       }
     } else if (p > settled) {
@@ -342,7 +387,7 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
       }
       if (!row) throw std::runtime_error("the view holds no row of position " + std::to_string(p) + " at layer " + std::to_string(o.layer));
       if (o.max_hole > 0 && p - settled > o.max_hole) skip(p);
-      else search(p - settled, row_verifier(tok, spec, row));
+      else search(p - settled, row_verifier(tok, spec, row), o.gap);
     }
     cx.append({tok});
     res.recovered[p] = tok;

@@ -191,6 +191,8 @@ void run_view(const ViewOptions& o) {
   set_cpu_threads(o.threads);
   ViewAttackOptions attack = o.attack;
   attack.verify = parse_verify(o.verify);
+  if (attack.span && attack.verify != Verify::partials) throw std::invalid_argument("--span needs --verify partials");
+  const std::string method = std::string(verify_name(attack.verify)) + (attack.span ? "+span" : "");
   const Trace t = read_trace(o.trace);
   if (!t.meta.views) throw std::invalid_argument(o.trace + " has no views: record the run with cascade run --trace FILE --trace-views");
   ModelOptions mo = o.model;
@@ -280,7 +282,7 @@ void run_view(const ViewOptions& o) {
                        {"unseen_accuracy", sc.unseen_accuracy}, {"rouge_tokens", sc.rouge_tokens},
                        {"rouge_confident", sc.rouge_confident}, {"rouge_all", sc.rouge_all},
                        {"rouge_words", rouge_words}, {"floor", sc.floor}, {"gain", sc.gain},
-                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"holes_skipped", r.skipped_holes}, {"max_hole", ao.max_hole}, {"verified", r.verified}, {"verify", verify_name(ao.verify)},
+                       {"holes", r.holes.size()}, {"holes_matched", matched}, {"holes_skipped", r.skipped_holes}, {"max_hole", ao.max_hole}, {"verified", r.verified}, {"verify", method}, {"span_solved", r.span_solved},
                        {"seconds", r.seconds}, {"recovered", r.recovered}, {"truth", truth}});
       } else {
         std::printf("%-16s %7lld %8d %6d %7d %8d %8.1f%% %7.3f %7.3f %+7.3f %9lld %8.1f\n", view.role.name().c_str(),
@@ -294,7 +296,7 @@ void run_view(const ViewOptions& o) {
             << sc.unseen_correct << ',' << sc.unseen_confident << ',' << sc.unseen_accuracy << ',' << sc.rouge_tokens
             << ',' << sc.rouge_confident << ',' << sc.rouge_all << ',' << rouge_words << ',' << sc.floor << ',' << sc.gain << ',' << r.holes.size() << ',' << matched
             << ',' << r.skipped_holes << ',' << ao.max_hole << ',' << r.verified << ',' << r.seconds << ','
-            << verify_name(ao.verify) << '\n';
+            << method << '\n';
         csv.flush();
       }
     }
@@ -451,6 +453,9 @@ void add_attack_command(CLI::App& app) {
                  "What verifies fills: rows (the row after the hole at --layer) or partials (CompNodes: the layer-0 "
                  "partials (m, e, u) they received, one segment of the hole per key shard)")
       ->capture_default_str()->check(CLI::IsMember({"rows", "partials"}));
+  ws->add_flag("--span", w->attack.span,
+               "With --verify partials: first solve each segment from the span of the partials' value "
+               "mixtures (no enumeration), verify those fills, then enumerate with what is left of the budget");
   ws->add_option("--layer", w->attack.layer, "Layer of the rows that verify fills (hidden@L for CompNodes, k@L or q@L for AttnNodes)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   ws->add_option("--max-hole", w->attack.max_hole, "Do not search holes longer than this (0: no limit); they get the model's greedy guess")
