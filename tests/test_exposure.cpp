@@ -184,6 +184,39 @@ TEST(Exposure, HoleSegments) {
   EXPECT_THROW(hole_segments({1, 0}, 0, 3), std::out_of_range);
 }
 
+// The span attack's reach, by hand, on the default layout (α = β = c = 4, 32 positions) with
+// SmolLM2's heads (9 query heads on 3 kv heads: 3 mixes per query, d_head 64). Every shard's
+// piece of a hole is one cluster of 4, and every own run of 4 gives 12 mixes: all solved.
+//   CompNode 0: before 16-19, 4-15 (12);  CompNode 1: 0-3, then 8-19 (4 + 12);
+//   CompNode 2: 0-7, then 12-23 (8 + 12);  CompNode 3: 0-11, then 16-27 (12 + 12).
+TEST(Exposure, SpanExposedByHand) {
+  Schedule s = plan(4, 4, 4, 32, 32);
+  EXPECT_EQ(span_exposed(s, 0), -1);  // no model shape: unknown
+  s.shape = ModelShape{30, 576, 9, 3, 64, 49152};
+  const std::vector<int> want = {12, 16, 20, 24};
+  const ExposureReport r = compute_exposure(s, kRho);
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(span_exposed(s, k), want[k]) << k;
+    EXPECT_EQ(comp(r, s, k).span_exposed, want[k]) << k;
+    EXPECT_EQ(comp(r, s, k).unseen, 24) << k;
+  }
+  EXPECT_EQ(attn(r, s, 0, 1).span_exposed, 0);
+  EXPECT_EQ(r.warnings.size(), 4u);
+  EXPECT_TRUE(r.secure());  // warned, not refused
+  // Heads of 4 dimensions: a piece of 4 unknown rows spans all of them, naming nothing.
+  s.shape.d_head = 4;
+  EXPECT_EQ(span_exposed(s, 3), 0);
+  // One query per run (c = 1, round-robin-like) and one mix per query (MHA): CompNode 0 of
+  // α = β = 2 faces one unknown of shard 1 before each own position: all solved.
+  Schedule rr = plan(2, 1, 2, 8, 8);
+  rr.shape = ModelShape{2, 64, 4, 4, 16, 256};
+  EXPECT_EQ(span_exposed(rr, 0), 3);  // 1, 3, 5 (7 is after its last position)
+  // α = 6, β = 2, c = 1, MHA: shard 1 has 3 unknowns (1, 3, 5) before position 6, one mix.
+  Schedule wide = plan(6, 1, 2, 12, 12);
+  wide.shape = rr.shape;
+  EXPECT_EQ(span_exposed(wide, 0), 0);
+}
+
 // N < δ: α = β = c = 4, 10 positions: CompNode 0 {0-3}, 1 {4-7}, 2 {8, 9}, 3 nothing.
 TEST(Exposure, PromptShorterThanPeriod) {
   const Schedule s = plan(4, 4, 4, 10, 10);

@@ -20,6 +20,14 @@
 // CompNode splits into segments (hole_segments) that the partials verify one at a time
 // (src/attack/partial_match.cpp does it): its segment gap is 1 + the shortest segment.
 //
+// Worse, a partial's u is a positive mix of the value rows of its shard's keys. With the keys
+// it knows taken out, what is left lies in the span of the value rows it does not know; when
+// the own run after a hole gives at least as many mixes ((n_head / n_head_kv) × its length) as
+// a shard has unknown positions (and fewer than d_head), the span names those tokens outright
+// (src/attack/partial_solve.cpp, the span attack): `span_exposed` counts them. No (c, δ)
+// schedule avoids it (CompNode 1 always solves CompNode 0's first cluster), so it is reported
+// and warned about, not refused: the fix belongs to the protocol (README "Attacks").
+//
 // Security condition: every party's gap ≥ ρ, every CompNode's segment gap ≥ ρ, and no party
 // observes every prompt position.
 #pragma once
@@ -52,6 +60,10 @@ struct PartyExposure {
   int segment_gap = kNoGap;    // CompNodes: 1 + the shortest segment of a hole; AttnNodes: gap
   int shortest_segment = 0;    // positions in it (0: none)
   int shortest_segment_at = -1;
+  // CompNodes: planned positions of other CompNodes that the span attack recovers from the
+  // layer-0 partials (−1: the schedule has no model shape; 0 for AttnNodes).
+  int span_exposed = 0;
+  int unseen = 0;              // planned positions not observed
   int longest_run = 0;         // longest run of consecutive observed positions
   int generated = 0;           // observed positions ≥ n_prompt (generated tokens)
   bool learns_final_token = false;  // --lm-head comp: owns the last planned position
@@ -65,6 +77,7 @@ struct ExposureReport {
   int rho = kDefaultRho;
   std::vector<PartyExposure> parties;   // CompNodes 0..α-1, then AttnNodes in rank order
   std::vector<std::string> violations;  // one line per refused party
+  std::vector<std::string> warnings;    // one line per CompNode with span_exposed > 0
   bool secure() const { return violations.empty(); }
 };
 
@@ -90,6 +103,11 @@ int gap_of(const std::vector<int>& sorted_positions);
 // "none" for kNoGap, else the number.
 std::string gap_str(int gap);
 
+// The span attack's reach for CompNode k (see above): walking its own runs in order, the
+// unknown positions of each key shard before a run are recovered when they are no more than
+// the run's mixes and fewer than d_head; otherwise they stay unknown (and add to the next
+// run's). Returns the positions recovered; −1 without a model shape.
+int span_exposed(const Schedule& s, int k);
 // Exposure of every party over all planned positions (ρ ≥ 1; else std::invalid_argument).
 ExposureReport compute_exposure(const Schedule& s, int rho = kDefaultRho);
 // Throws SecurityError listing every offending party, unless insecure or the report is secure.

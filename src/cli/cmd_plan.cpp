@@ -113,6 +113,8 @@ nlohmann::json exposure_json(const ExposureReport& rep) {
                                                                     : nlohmann::json(e.shortest_hole_at)},
                         {"segment_gap", gap_json(e.segment_gap)},
                         {"shortest_segment", e.shortest_segment},
+                        {"span_exposed", e.span_exposed < 0 ? nlohmann::json(nullptr) : nlohmann::json(e.span_exposed)},
+                        {"unseen", e.unseen},
                         {"longest_run", e.longest_run}, {"generated", e.generated},
                         {"learns_final_token", e.learns_final_token},
                         {"sees_generated", e.sees_generated()}, {"whole_prompt", e.whole_prompt},
@@ -128,7 +130,8 @@ nlohmann::json exposure_json(const ExposureReport& rep) {
     parties.push_back(std::move(p));
   }
   return {{"n_prompt", rep.n_prompt}, {"n_positions", rep.n_positions}, {"rho", rep.rho},
-          {"secure", rep.secure()}, {"parties", parties}, {"violations", rep.violations}};
+          {"secure", rep.secure()}, {"parties", parties}, {"violations", rep.violations},
+          {"warnings", rep.warnings}};
 }
 
 void print_exposure(const ExposureReport& r) {
@@ -137,18 +140,23 @@ void print_exposure(const ExposureReport& r) {
               "a hole is a run of unobserved positions before an observed one; gap = 1 + the shortest\n"
               "hole (\"none\": no hole). A CompNode's layer-0 partials check each key shard's segment\n"
               "of a hole alone: seg = 1 + the shortest segment. Refused: gap or seg < ρ, or every\n"
-              "prompt position observed.\n",
+              "prompt position observed. span: the unseen positions a CompNode reads off the value\n"
+              "rows its layer-0 partials mix (the span attack; no schedule avoids it: warned, not refused).\n",
               r.n_positions, r.n_prompt, r.n_positions - r.n_prompt, r.rho);
-  std::printf("  %-16s %5s %8s %8s %5s %13s %5s %11s %9s  %s\n", "party", "rank", "observed",
-              "fraction", "gap", "shortest hole", "seg", "longest run", "generated", "verdict");
+  std::printf("  %-16s %5s %8s %8s %5s %13s %5s %11s %11s %9s  %s\n", "party", "rank", "observed",
+              "fraction", "gap", "shortest hole", "seg", "span", "longest run", "generated", "verdict");
   for (const PartyExposure& e : r.parties) {
     const std::string hole = e.shortest_hole == 0 ? "none"
                              : std::to_string(e.shortest_hole) + " at " + std::to_string(e.shortest_hole_at);
     const std::string gen = std::to_string(e.generated) + (e.learns_final_token ? "+final" : "");
-    std::printf("  %-16s %5d %8d %8.3f %5s %13s %5s %11d %9s  %s\n", e.role.name().c_str(), e.rank,
-                e.observed, e.fraction, gap_str(e.gap).c_str(), hole.c_str(), gap_str(e.segment_gap).c_str(), e.longest_run,
+    const std::string span = e.role.kind != RankRole::comp ? "-"
+                             : e.span_exposed < 0  ? "?"
+                                                   : std::to_string(e.span_exposed) + "/" + std::to_string(e.unseen);
+    std::printf("  %-16s %5d %8d %8.3f %5s %13s %5s %11s %11d %9s  %s\n", e.role.name().c_str(), e.rank,
+                e.observed, e.fraction, gap_str(e.gap).c_str(), hole.c_str(), gap_str(e.segment_gap).c_str(), span.c_str(), e.longest_run,
                 gen.c_str(), verdict(e, r.rho).c_str());
   }
+  for (const std::string& w : r.warnings) std::printf("  warning: %s\n", w.c_str());
 }
 
 // ---------------------------------------------------------------------------------------------

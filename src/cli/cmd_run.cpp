@@ -79,6 +79,12 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   p.shape = lm.cfg.shape();
   setup.schedule = make_schedule(p);
   exposure = check_security(setup.schedule, o.rho, o.insecure);
+  if (!exposure.warnings.empty())
+    std::fprintf(stderr,
+                 "cascade: warning: %zu CompNode%s can read other CompNodes' tokens off %s layer-0 partials (the span "
+                 "attack, README \"Attacks\"); cascade plan lists how many\n",
+                 exposure.warnings.size(), exposure.warnings.size() == 1 ? "" : "s",
+                 exposure.warnings.size() == 1 ? "its" : "their");
   setup.client.n_generate = o.gen.n_predict;
   setup.client.sampler = o.gen.sampler;
   setup.client.keep_logits = o.compare_reference;

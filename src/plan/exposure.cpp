@@ -81,6 +81,25 @@ std::vector<int> observed_positions(const Schedule& s, int rank) {
   return out;
 }
 
+int span_exposed(const Schedule& s, int k) {
+  if (s.shape.empty() || s.shape.n_head_kv <= 0) return -1;
+  const int mixes_per_query = s.shape.n_head / s.shape.n_head_kv;
+  const std::vector<std::pair<int, int>> runs = runs_of(s.positions(0, s.n_positions, k));
+  std::vector<int> unknown(s.beta, 0);  // per key shard: positions not recovered so far
+  int exposed = 0, next = 0;            // positions < next are counted in unknown or own
+  for (const auto& [r0, r1] : runs) {
+    for (int j = next; j < r0; ++j) ++unknown[s.att[j]];
+    next = r1 + 1;
+    const int mixes = mixes_per_query * (r1 - r0 + 1);
+    for (int b = 0; b < s.beta; ++b) {
+      if (unknown[b] == 0 || unknown[b] > mixes || unknown[b] >= s.shape.d_head) continue;
+      exposed += unknown[b];
+      unknown[b] = 0;
+    }
+  }
+  return exposed;
+}
+
 ExposureReport compute_exposure(const Schedule& s, int rho) {
   if (rho < 1) throw std::invalid_argument("rho must be >= 1, got " + std::to_string(rho));
   if (s.comp.size() != static_cast<size_t>(s.n_positions) ||
@@ -115,6 +134,14 @@ ExposureReport compute_exposure(const Schedule& s, int rho) {
         for (const auto& [s0, s1] : hole_segments(s.att, first, last + 1))
           if (s1 - s0 < e.shortest_segment) e.shortest_segment = s1 - s0, e.shortest_segment_at = s0;
       e.segment_gap = e.shortest_segment == 0 ? kNoGap : e.shortest_segment + 1;
+    }
+    e.unseen = s.n_positions - e.observed;
+    if (e.role.kind == RankRole::comp) {
+      e.span_exposed = span_exposed(s, e.role.k);
+      if (e.span_exposed > 0)
+        rep.warnings.push_back(e.role.name() + " (rank " + std::to_string(rank) + ") recovers " +
+                               std::to_string(e.span_exposed) + " of its " + std::to_string(e.unseen) +
+                               " unseen positions from its layer-0 partials (the span attack)");
     }
     e.generated = static_cast<int>(
         std::count_if(pos.begin(), pos.end(), [&](int p) { return p >= s.n_prompt; }));
