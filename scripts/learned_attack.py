@@ -13,20 +13,26 @@ Pipeline:
   1. features: `cascade attack features` on the train and eval prompts (cached as .h5 under
      --out-dir/learned_attack/features/; a .h5 given as --train/--eval is used as is),
   2. per layer and row kind (hidden, kv, q): train on the train prompts (the last --val-frac of
-     them held out for early stopping and for the confidence threshold),
+     them held out for early stopping and for the confidence threshold); the weights are cached
+     under --out-dir/learned_attack/models/, keyed by everything the training depends on, so a
+     rerun does not train again (--retrain to force it),
   3. evaluate on the eval prompts: (i) per-offset top-1 accuracy with every row visible (the
      attack's upper bound), beside two baselines that use no rows (the most frequent token; a
      count model on the observed tokens at s, s+1); (ii) per party of Cascade schedules
-     (`cascade plan --json`: each party's observed runs): the party's reconstruction (observed
+     (`cascade plan --json --insecure`: each party's observed runs; --configs as the security
+     sweep writes them, A,B,C[,offset|cluster]): the party's reconstruction (observed
      tokens in place, predictions within J before each observed run, nothing elsewhere) scored
      by token accuracy on unseen positions and ROUGE-L F1 against the truth, beside the floor
      2x/(1+x) of knowing a fraction x of the tokens in place,
-  4. writes learned_attack.md and learned_attack_{offsets,parties,budget}.csv under --out-dir.
+  4. writes learned_attack.md and learned_attack_{offsets,parties,budget}.csv under --out-dir,
+     and learned.csv (one row per configuration, party and attack: what scripts/security_sweep
+     reads; `security_sweep --learned` runs this script with its configurations and --out).
 
     scripts/learned_attack.py [--train data/corpus/train.jsonl] [--eval data/corpus/eval.jsonl] \\
-        [--train-prompts 2000] [--layers 1,8,16] [--kinds hidden,kv] [--configs "4,4,4;8,8,8"] \\
+        [--train-prompts 2000] [--layers 1,8,16] [--kinds hidden,kv] [--configs "4,4,4;4,4,4,offset"] \\
         [--examples 200000]      # training budget per model: examples seen
     scripts/learned_attack.py --selftest     # a trivially learnable synthetic case, and the LCS
+    scripts/learned_attack.py --selftest --configs "4,4,4,offset" --learned-csv x.csv  # + the parties
 
 Run with the project's environment ($(scripts/python-env)); export OPENBLAS_CORETYPE=SkylakeX for
 the C++ feature pass on this machine (Debian's OpenBLAS otherwise takes the Xeon for a Prescott).
@@ -36,6 +42,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -101,6 +108,7 @@ class Features:
             if missing:
                 sys.exit(f"learned_attack: '{path}' has layers {have}, not {missing}")
             self.n_layer = int(meta["n_layer"])
+            self.model = str(meta.get("model", ""))
             self.keys = ({(l, "hidden") for l in layers} | {(l, "kv") for l in layers if "k" in f[f"layer_{l}"]}
                          | {(l, "q") for l in layers if "q" in f[f"layer_{l}"]})
             offsets = f["prompt_offsets"][:].astype(np.int64)
@@ -135,6 +143,7 @@ class Features:
         """A view of some prompts (its rows read on demand too)."""
         sub = Features.__new__(Features)
         sub.path, sub.n_layer, sub.keys, sub._cache = self.path, self.n_layer, self.keys, {}
+        sub.model = self.model
         idx = np.concatenate([np.arange(self.offsets[p], self.offsets[p + 1]) for p in prompts])
         sub.idx = idx if self.idx is None else self.idx[idx]
         sub.tokens = self.tokens[idx]
@@ -346,6 +355,53 @@ def train_model(train, val, key, vocab, args, rng):
     return model, (mean, std), budget
 
 
+TRAIN_SETTINGS = ("J", "hidden", "batch", "lr", "examples", "epochs", "budget_s", "dropout", "drop_next")
+
+
+def model_cache_path(args, train, val, key, vocab, rng):
+    """Where the weights trained on `key` with these settings are cached: under
+    --out-dir/learned_attack/models/, keyed by the training settings, the model and tokens of the
+    train and validation prompts, the output classes and the random generator's state before
+    training (the models share one generator, so a cached model is exactly the one a fresh run
+    would train, and the generator is restored to its state after it)."""
+    h = hashlib.sha256()
+    h.update(repr([(k, getattr(args, k)) for k in TRAIN_SETTINGS]).encode())
+    h.update(repr((tuple(key), train.model, val.model)).encode())
+    for a in (train.tokens, train.offsets, val.tokens, val.offsets, vocab.ids):
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    h.update(json.dumps(rng.bit_generator.state, sort_keys=True).encode())
+    out_dir = os.path.join(args.out_dir, "learned_attack", "models")
+    return os.path.join(out_dir, f"layer{key[0]}-{key[1]}.{h.hexdigest()[:16]}.npz")
+
+
+def train_cached(train, val, key, vocab, args, rng):
+    """train_model, or its cached result (model_cache_path) when this exact training ran before."""
+    path = model_cache_path(args, train, val, key, vocab, rng)
+    if os.path.exists(path) and not args.retrain:
+        with np.load(path, allow_pickle=False) as z:
+            W1, b1, W2, b2 = z["W1"], z["b1"], z["W2"], z["b2"]
+            J = int(z["J"])
+            model = MLP.__new__(MLP)
+            model.D, model.H, model.J, model.C = W1.shape[0], W1.shape[1], J, W2.shape[1] // J
+            model.W1, model.b1, model.W2, model.b2 = W1, b1, W2, b2
+            model.params = [model.W1, model.b1, model.W2, model.b2]
+            norm = (z["mean"], z["std"])
+            budget = json.loads(str(z["budget"]))
+            rng.bit_generator.state = json.loads(str(z["rng_after"]))
+        budget["cached"] = True
+        log(f"  {key}: trained weights from {path} (cached; trained in {budget['wall_s']:.0f} s)")
+        return model, norm, budget
+    model, norm, budget = train_model(train, val, key, vocab, args, rng)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".part.npz"
+    np.savez(tmp, W1=model.W1, b1=model.b1, W2=model.W2, b2=model.b2, J=np.int64(model.J), mean=norm[0],
+             std=norm[1], budget=json.dumps(budget), rng_after=json.dumps(rng.bit_generator.state))
+    os.replace(tmp, path)
+    log(f"  {key}: weights cached in {path}")
+    budget["cached"] = False
+    return model, norm, budget
+
+
 def predict(model, norm, feat, key, with_next, bs=2048):
     """Top-1 class among the K real tokens and its probability, per row and head: (T, J) each."""
     X = Inputs(feat, key, *norm)
@@ -457,15 +513,50 @@ def lcs_slow(a, b):
     return dp[len(a)][len(b)]
 
 
-def plan_parties(args, alpha, beta, c, n_max):
-    """Every party of the (alpha, beta, c) schedule (cdelta, cluster attention shards) over n_max
-    positions, from `cascade plan --json`: its observed positions (the runs of the exposure
-    report) and, per observed position, which rows it holds there: "rows" for a CompNode
-    (hidden rows); for AttnNode (a, b) "kv" at the positions of key shard b and "q" at those of
-    query shard a alone."""
-    cmd = [args.cascade, "plan", "--alpha", str(alpha), "--beta", str(beta), "--cluster", str(c),
-           "--attn-sharding", "cluster", "--tokens", str(n_max), "--generate", "1", "--insecure", "--json"]
-    j = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+def parse_config(text):
+    """One schedule as the security sweep writes it: A,B,C[,offset|cluster] (alpha, beta, c;
+    attention sharding, default cluster). Its name is the sweep's: a{A}b{B}c{C}-{sharding}."""
+    parts = [p.strip() for p in text.strip().split(",")]
+    if len(parts) not in (3, 4) or not all(p.isdigit() for p in parts[:3]):
+        raise ValueError(f"configuration '{text}': expected A,B,C or A,B,C,offset|cluster")
+    sharding = parts[3] if len(parts) == 4 else "cluster"
+    if sharding not in ("offset", "cluster"):
+        raise ValueError(f"configuration '{text}': the attention sharding is offset or cluster, not '{sharding}'")
+    a, b, c = map(int, parts[:3])
+    return {"alpha": a, "beta": b, "c": c, "sharding": sharding, "name": f"a{a}b{b}c{c}-{sharding}"}
+
+
+def parse_configs(text):
+    """--configs: schedules separated by ';' or whitespace (the sweep's --configs), '' for none."""
+    out = []
+    for item in re.split(r"[;\s]+", text.strip()):
+        if item:
+            cfg = parse_config(item)
+            if cfg["name"] not in [c["name"] for c in out]:
+                out.append(cfg)
+    return out
+
+
+def config_label(cfg):
+    """(α,β,c) for the report; the sharding too when it is not the default cluster."""
+    label = "(%d,%d,%d)" % (cfg["alpha"], cfg["beta"], cfg["c"])
+    return label if cfg["sharding"] == "cluster" else label + " " + cfg["sharding"]
+
+
+def plan_parties(args, cfg, n_max):
+    """Every party of the schedule cfg (cdelta, its attention sharding) over n_max positions,
+    from `cascade plan --json`, --insecure (the sweep attacks refused schedules too, e.g. 2,1,1
+    and every offset one): its observed positions (the runs of the exposure report) and, per
+    observed position, which rows it holds there: hidden rows for a CompNode; for AttnNode
+    (a, b) k/v rows at the positions of key shard b and q rows only at those of query shard a
+    (the schedule's att array gives each position's shard under either sharding)."""
+    cmd = [args.cascade, "plan", "--alpha", str(cfg["alpha"]), "--beta", str(cfg["beta"]), "--cluster",
+           str(cfg["c"]), "--attn-sharding", cfg["sharding"], "--tokens", str(n_max), "--generate", "1",
+           "--insecure", "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"learned_attack: {' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr.strip()}")
+    j = json.loads(p.stdout)
     att = np.array(j["schedule"]["att"][:n_max])
     parties = []
     for p in j["exposure"]["parties"]:
@@ -566,7 +657,7 @@ TAUS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.01)  # 1.01: place nothing (the floor)
 def evaluate_parties(val, ev, parties, kind, preds_val, preds_ev, src, J):
     """The parties of one kind under one attack: the confidence threshold chosen on the
     validation prompts (mean ROUGE-L), then applied to the eval prompts. Returns (tau, summary at
-    tau, summary at tau = 0)."""
+    tau, summary at tau = 0, per-party rows at tau: per_party)."""
     sel = [i for i, p in enumerate(parties) if p["kind"] == kind]
     ps, sr = [parties[i] for i in sel], [src[i] for i in sel]
     best = None
@@ -575,17 +666,110 @@ def evaluate_parties(val, ev, parties, kind, preds_val, preds_ev, src, J):
         if best is None or s["rouge"] > best[1]:
             best = (tau, s["rouge"])
     tau = best[0]
-    at_tau = summarise(party_eval(ev, ps, preds_ev, sr, J, tau), ps, kind, ev.n_prompts)
+    acc = party_eval(ev, ps, preds_ev, sr, J, tau)
+    at_tau = summarise(acc, ps, kind, ev.n_prompts)
     at_0 = at_tau if tau == 0.0 else summarise(party_eval(ev, ps, preds_ev, sr, J, 0.0), ps, kind, ev.n_prompts)
-    return tau, at_tau, at_0
+    return tau, at_tau, at_0, per_party(acc, ps, ev.n_prompts)
+
+
+def per_party(acc, parties, n_prompts):
+    """One row per party from party_eval's sums: its mean over the prompts of ROUGE-L, floor,
+    gain and x, and its unseen accuracy (correct placed predictions / positions it did not see)."""
+    out = []
+    for i, p in enumerate(parties):
+        r, fl = acc["rouge"][i] / n_prompts, acc["floor"][i] / n_prompts
+        out.append({"party": p["name"], "rouge_tokens": float(r), "floor": float(fl), "gain": float(r - fl),
+                    "unseen_accuracy": float(acc["correct"][i] / max(acc["unseen"][i], 1)),
+                    "x": float(acc["x"][i] / n_prompts), "prompts": int(n_prompts)})
+    return out
+
+
+LEARNED_CSV_KEYS = ("config", "party", "attack", "budget", "rouge_tokens", "unseen_accuracy", "floor", "gain", "x",
+                    "tau", "prompts", "train_examples")
+
+
+def sweep_attack_name(keys):
+    """The attack's name in the security sweep's table (learned.csv): the layer of the model; the
+    rows are the party's (hidden for CompNodes, k/v for AttnNodes, "+q": q rows at the query
+    shard's positions too)."""
+    if keys == ["counts"]:
+        return "counts (no rows)"
+    kinds = "+".join(k[1] for k in keys)
+    return f"learned L{keys[0][0]}" + ("" if kinds in ("hidden", "kv") else f" {kinds}")
+
+
+def write_learned_csv(path, rows):
+    """learned.csv for scripts/security_sweep: one row per (configuration, party, attack), the
+    party's mean over the eval prompts. budget is 0: the attack's budget is its training
+    (train_examples, examples seen per model), not fills per hole as in the sweep's vocab-gap rows."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".part", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LEARNED_CSV_KEYS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r[k] for k in LEARNED_CSV_KEYS})
+    os.replace(path + ".part", path)
+
+
+def attack_parties(plans, preds, layers, val, ev, J, examples):
+    """(ii) Every party of every schedule in plans [(cfg, parties)] under every attack in preds
+    (val and eval predictions per key: "counts", (layer, kind)). A CompNode attacks with the
+    hidden-row model of a layer; an AttnNode with the k/v-row model, and where a q-row model of
+    the layer was trained also ("kv+q") with it at the positions of its query shard (where it
+    holds q rows, not k/v rows). The count baseline serves every party. Returns the report's rows
+    (per configuration, kind of party and attack) and learned.csv's (per party too)."""
+    party_rows, learned_rows = [], []
+    for cfg, parties in plans:
+        comp_src = [np.where(p["observed"], 0, -1) for p in parties]
+        kvq_src = [np.where(p["observed"], np.where(p.get("q_only", np.zeros_like(p["observed"])), 1, 0), -1)
+                   for p in parties]
+        attacks = [("comp", "token counts at s, s+1 (no rows)", ["counts"], comp_src),
+                   ("attn", "token counts at s, s+1 (no rows)", ["counts"], comp_src)]
+        for layer in layers:
+            if (layer, "hidden") in preds:
+                attacks.append(("comp", f"MLP layer {layer} hidden", [(layer, "hidden")], comp_src))
+            if (layer, "kv") in preds:
+                label = f"MLP layer {layer} kv" + (" (as if k/v rows at every observed position)"
+                                                   if (layer, "q") in preds else "")
+                attacks.append(("attn", label, [(layer, "kv")], comp_src))
+                if (layer, "q") in preds:
+                    attacks.append(("attn", f"MLP layer {layer} kv+q", [(layer, "kv"), (layer, "q")], kvq_src))
+        for kind_p, name, keys, src in attacks:
+            if not any(p["kind"] == kind_p for p in parties):
+                continue
+            tau, s, s0, each = evaluate_parties(val, ev, parties, kind_p, [preds[k][0] for k in keys],
+                                                [preds[k][1] for k in keys], src, J)
+            learned_rows += [{"config": cfg["name"], "attack": sweep_attack_name(keys), "budget": 0, "tau": tau,
+                              "train_examples": 0 if keys == ["counts"] else examples, **r} for r in each]
+            party_rows.append({"config": config_label(cfg), "party": "CompNode" if kind_p == "comp" else "AttnNode",
+                               "attack": name, "tau": tau, **s, "rouge_tau0": s0["rouge"],
+                               "unseen_acc_tau0": s0["unseen_acc"]})
+            log(f"  {party_rows[-1]['config']} {party_rows[-1]['party']:8s} {name:32s} tau={tau:.1f} "
+                f"ROUGE-L {s['rouge']:.3f} (floor {s['floor']:.3f}, gain {s['gain']:+.3f}, max over parties "
+                f"{s['max_rouge']:.3f}) unseen acc {s['unseen_acc']:.3f}")
+    return party_rows, learned_rows
 
 
 # ---- self-test -------------------------------------------------------------------------------
 
 def selftest(args):
     """A case an inversion MLP must learn: row p = E[t_p] + 0.7·F[t_p-1] + noise over 300 random
-    tokens. Offset 1 must be recovered (well above chance), offset 3 must stay near chance."""
+    tokens. Offset 1 must be recovered (well above chance), offset 3 must stay near chance.
+    The configuration syntax always; with --learned-csv also the parties of --configs (planned by
+    --cascade) attacked with that model, learned.csv written, and the weights' cache (under
+    --out-dir) read back."""
     rng = np.random.default_rng(0)
+    for text, want in (("4,4,4", "a4b4c4-cluster"), ("4,4,4,offset", "a4b4c4-offset"),
+                       ("8,2,8,cluster", "a8b2c8-cluster"), (" 2,1,1 ", "a2b1c1-cluster")):
+        assert parse_config(text)["name"] == want, (text, parse_config(text))
+    assert [c["name"] for c in parse_configs("2,1,1;4,4,4,offset 8,8,8,cluster;;4,4,4,offset")] == \
+        ["a2b1c1-cluster", "a4b4c4-offset", "a8b8c8-cluster"]
+    for bad in ("4,4", "4,4,4,diagonal", "a,4,4", "4,4,4,offset,1"):
+        try:
+            parse_config(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"configuration '{bad}' must be refused")
     for _ in range(200):  # the vectorised LCS against the textbook DP
         a = rng.integers(0, 5, rng.integers(1, 12))
         b = rng.integers(-2, 5, (3, rng.integers(1, 12)))
@@ -608,6 +792,7 @@ def selftest(args):
         prev = np.where(f.pos >= 1, np.roll(f.tokens, 1), 0)
         R = E[f.tokens] + 0.7 * F[prev] * (f.pos >= 1)[:, None] + 0.3 * rng.standard_normal((len(f.tokens), d))
         f.keys, f.idx, f._cache = {(1, "hidden")}, None, {(1, "hidden"): R.astype(np.float32)}
+        f.model, f.path = "selftest", ""
         return f
 
     train, val, ev = fake(400), fake(40), fake(60)
@@ -620,7 +805,47 @@ def selftest(args):
         f"{budget['wall_s']:.1f} s, coverage {vocab.coverage(ev.tokens):.2f}")
     assert acc[0] > 0.5, "offset 1 is in the rows and must be learnt"
     assert acc[2] < 0.05, "offset 3 is not in the rows"
+    if args.learned_csv:
+        selftest_parties(args, train, val, ev, vocab, a, rng)
     print("selftest OK")
+
+
+def selftest_parties(args, train, val, ev, vocab, a, rng):
+    """The selftest's model through the per-party path: the weights' cache, the plans of
+    --configs (offset ones too), learned.csv."""
+    a.out_dir, a.retrain = args.out_dir, False
+    key = (1, "hidden")
+    before = json.dumps(rng.bit_generator.state)
+    model, norm, budget = train_cached(train, val, key, vocab, a, rng)
+    after = json.dumps(rng.bit_generator.state)
+    rng.bit_generator.state = json.loads(before)
+    model2, norm2, budget2 = train_cached(train, val, key, vocab, a, rng)
+    assert budget2["cached"] and not budget["cached"], "the second identical training must come from the cache"
+    assert json.dumps(rng.bit_generator.state) == after, "the cache restores the generator's state after training"
+    assert all(np.array_equal(p, q) for p, q in zip(model.params, model2.params)) and np.array_equal(norm[1], norm2[1])
+    p1 = model_cache_path(a, train, val, key, vocab, rng)
+    a.examples += 1
+    assert model_cache_path(a, train, val, key, vocab, rng) != p1, "the cache key includes the training budget"
+    a.examples -= 1
+    configs = parse_configs(args.configs)
+    n_max = int(max(np.diff(ev.offsets).max(), np.diff(val.offsets).max()))
+    plans = [(cfg, plan_parties(args, cfg, n_max)) for cfg in configs]
+    pv, pe = model_prediction(model, norm, val, key, vocab), model_prediction(model, norm, ev, key, vocab)
+    preds = {"counts": (count_prediction(train, val, a.J), count_prediction(train, ev, a.J)),
+             (1, "hidden"): (pv, pe), (1, "kv"): (pv, pe)}  # the same rows serve as the AttnNodes' here
+    _, rows = attack_parties(plans, preds, [1], val, ev, a.J, a.examples)
+    write_learned_csv(args.learned_csv, rows)
+    with open(args.learned_csv) as f:
+        back = list(csv.DictReader(f))
+    assert len(back) == len(rows) == sum(2 * len(ps) for _, ps in plans), (len(back), len(rows))
+    for cfg, parties in plans:
+        for attack in ("counts (no rows)", "learned L1"):
+            got = sorted(r["party"] for r in back if r["config"] == cfg["name"] and r["attack"] == attack)
+            assert got == sorted(p["name"] for p in parties), (cfg["name"], attack, got)
+    for r in back:
+        assert abs(float(r["rouge_tokens"]) - float(r["floor"]) - float(r["gain"])) < 1e-9, r
+        assert 0 <= float(r["floor"]) <= 1 and 0 <= float(r["unseen_accuracy"]) <= 1 and int(r["budget"]) == 0, r
+    log(f"selftest: {len(back)} rows of {len(plans)} configurations in {args.learned_csv}")
 
 
 # ---- report ------------------------------------------------------------------------------------
@@ -640,8 +865,9 @@ def main():
     ap.add_argument("--kinds", default="hidden,kv", help="row kinds: hidden (CompNodes), kv (AttnNodes), q "
                     "(AttnNodes, their query shard; needs --q features)")
     ap.add_argument("--q", action="store_true", help="features with q rows (cascade attack features --q)")
-    ap.add_argument("--configs", default="4,4,4;8,8,8", help="alpha,beta,c of the schedules, ';'-separated "
-                    "(cdelta, delta = alpha*c, cluster attention shards)")
+    ap.add_argument("--configs", default="4,4,4;8,8,8", help="the schedules (cdelta, delta = alpha*c), separated by "
+                    "';' or spaces, each A,B,C[,offset|cluster] as the security sweep writes them (attention "
+                    "sharding, default cluster)")
     ap.add_argument("-J", type=int, default=4, help="offsets predicted before an observed row (s-1..s-J)")
     ap.add_argument("-K", type=int, default=4096, help="output classes: the K most frequent train tokens + other")
     ap.add_argument("--hidden", type=int, default=512, help="hidden units of the MLP")
@@ -662,6 +888,10 @@ def main():
     ap.add_argument("--cascade", default=os.path.join(ROOT, "build/cascade"))
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "results"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--retrain", action="store_true", help="train even where weights of the same training are cached "
+                    "(--out-dir/learned_attack/models/)")
+    ap.add_argument("--learned-csv", default=None, help="where to write the per-party rows for scripts/security_sweep "
+                    "(default --out-dir/learned.csv)")
     ap.add_argument("--selftest", action="store_true", help="check the attack on a trivially learnable case")
     args = ap.parse_args()
     if args.selftest:
@@ -671,7 +901,10 @@ def main():
     for k in kinds:
         if k not in KINDS:
             sys.exit(f"learned_attack: --kinds: '{k}' is not one of {', '.join(KINDS)}")
-    configs = [tuple(int(x) for x in c.split(",")) for c in args.configs.split(";") if c]
+    try:
+        configs = parse_configs(args.configs)
+    except ValueError as e:
+        sys.exit(f"learned_attack: --configs: {e}")
     if not os.path.exists(args.cascade):
         sys.exit(f"learned_attack: {args.cascade} not found: build first (cmake --build build)")
     t_start = time.time()
@@ -692,10 +925,10 @@ def main():
         f"{cov_train:.3f} train, {cov_eval:.3f} eval")
     rng = np.random.default_rng(args.seed)
     n_max = int(max(np.diff(ev.offsets).max(), np.diff(val.offsets).max()))
-    plans = {cfg: plan_parties(args, *cfg, n_max) for cfg in configs}
+    plans = [(cfg, plan_parties(args, cfg, n_max)) for cfg in configs]
 
     J = args.J
-    offsets_rows, party_rows, budgets = [], [], []
+    offsets_rows, budgets = [], []
     # Predictions on the validation and eval prompts, per attack: (val, eval).
     preds = {"counts": (count_prediction(train, val, J), count_prediction(train, ev, J))}
     for name, pe in (("majority token (no rows)", majority_prediction(train, ev, J)),
@@ -710,7 +943,7 @@ def main():
                     f"`cascade attack features --q`); skipped")
                 continue
             log(f"layer {layer}, {kind} rows:")
-            model, norm, budget = train_model(train, val, key, vocab, args, rng)
+            model, norm, budget = train_cached(train, val, key, vocab, args, rng)
             budgets.append(budget)
             pe = model_prediction(model, norm, ev, key, vocab)
             acc = offset_accuracy(pe, ev, J)
@@ -720,37 +953,12 @@ def main():
             preds[key] = (model_prediction(model, norm, val, key, vocab), pe)
             for f in (train, val, ev):
                 f.drop(key)
-    # (ii) parties. A CompNode attacks with the hidden-row model of a layer; an AttnNode with the
-    # k/v-row model, and where a q-row model of the layer was trained also ("kv+q") with it at the
-    # positions of its query shard (where it holds q rows, not k/v rows). The count baseline
-    # serves every party.
-    for cfg, parties in plans.items():
-        comp_src = [np.where(p["observed"], 0, -1) for p in parties]
-        kvq_src = [np.where(p["observed"], np.where(p.get("q_only", np.zeros_like(p["observed"])), 1, 0), -1)
-                   for p in parties]
-        attacks = [("comp", "token counts at s, s+1 (no rows)", ["counts"], comp_src),
-                   ("attn", "token counts at s, s+1 (no rows)", ["counts"], comp_src)]
-        for layer in layers:
-            if (layer, "hidden") in preds:
-                attacks.append(("comp", f"MLP layer {layer} hidden", [(layer, "hidden")], comp_src))
-            if (layer, "kv") in preds:
-                label = f"MLP layer {layer} kv" + (" (as if k/v rows at every observed position)"
-                                                   if (layer, "q") in preds else "")
-                attacks.append(("attn", label, [(layer, "kv")], comp_src))
-                if (layer, "q") in preds:
-                    attacks.append(("attn", f"MLP layer {layer} kv+q", [(layer, "kv"), (layer, "q")], kvq_src))
-        for kind_p, name, keys, src in attacks:
-            if not any(p["kind"] == kind_p for p in parties):
-                continue
-            tau, s, s0 = evaluate_parties(val, ev, parties, kind_p, [preds[k][0] for k in keys],
-                                          [preds[k][1] for k in keys], src, J)
-            party_rows.append({"config": "(%d,%d,%d)" % cfg, "party": "CompNode" if kind_p == "comp" else "AttnNode",
-                               "attack": name, "tau": tau, **s, "rouge_tau0": s0["rouge"],
-                               "unseen_acc_tau0": s0["unseen_acc"]})
-            log(f"  {party_rows[-1]['config']} {party_rows[-1]['party']:8s} {name:32s} tau={tau:.1f} "
-                f"ROUGE-L {s['rouge']:.3f} (floor {s['floor']:.3f}, gain {s['gain']:+.3f}, max over parties "
-                f"{s['max_rouge']:.3f}) unseen acc {s['unseen_acc']:.3f}")
+    party_rows, learned_rows = attack_parties(plans, preds, layers, val, ev, J, args.examples)
     total_s = time.time() - t_start
+    if configs:
+        path = args.learned_csv or os.path.join(args.out_dir, "learned.csv")
+        write_learned_csv(path, learned_rows)
+        log(f"wrote {path}: {len(learned_rows)} rows (configuration, party, attack)")
     write_report(args, vocab, cov_train, cov_eval, train, val, ev, offsets_rows, party_rows, budgets, total_s)
 
 
