@@ -10,8 +10,10 @@
 // such residuals per kv head: when that is at least the number of distinct tokens of the
 // segment's shard b, they span exactly that subspace, and a token is in the segment iff its
 // value row lies in it (relative distance ~1e-6 for the truth, ~1 for anything else in a
-// 64-dimensional head). The residuals' coefficients on those rows are exp(s − m), and s depends
-// on the key's position through RoPE: that places each token.
+// 64-dimensional head). The residuals' coefficients on those rows are exp(s − m), summed over
+// the positions a token holds, and s depends on the key's position through RoPE: that places
+// each token (a search for the cheapest exact covers of the segment's positions, a token on up
+// to 3 of them).
 #pragma once
 
 #include <cstdint>
@@ -28,8 +30,8 @@ struct SpanSolution {
   // Per segment position: candidate tokens, best first (empty: this shard is not solvable
   // from these queries, e.g. more distinct tokens than residuals).
   std::vector<std::vector<int32_t>> candidates;
-  std::vector<std::vector<double>> costs;  // matching placement costs (0: exact)
-  // Candidate fills in order of total cost, at most `max_fills` of them.
+  std::vector<std::vector<double>> costs;  // the cost of each there alone (~0: exact)
+  // Candidate fills in order of total placement cost, at most `max_fills` of them.
   std::vector<std::vector<int32_t>> fills;
 };
 

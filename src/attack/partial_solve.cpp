@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <queue>
@@ -22,6 +23,11 @@ namespace {
 constexpr double kMemberTol = 0.02;
 // Residual directions below this (relative to the row's own scale) are float noise.
 constexpr double kRankTol = 1e-4;
+// Leaving a member out of a placement costs this per residual: a right placement costs ~1e-3,
+// a wrong one ~1 or more.
+constexpr double kSkip = 0.5;
+// Search nodes per shard when placing members.
+constexpr int64_t kMaxNodes = 200000;
 
 // Orthonormal basis of the span of `rows` (each scaled so that its float noise is ~1e-6), by
 // Gram–Schmidt with pivoting on the largest remaining norm, stopping at noise level.
@@ -133,6 +139,8 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
   }
   std::set<int32_t> shards;
   for (int p = first; p < first + len; ++p) shards.insert(att.at(p));
+  // Per shard: its segment positions and its candidate placements (cost, tokens), best first.
+  std::vector<std::pair<std::vector<int>, std::vector<std::pair<double, std::vector<int32_t>>>>> shard_fills;
   for (int32_t b : shards) {
     std::vector<int> seg;  // segment positions of shard b
     for (int p = first; p < first + len; ++p)
@@ -222,37 +230,117 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
         for (int d = 0; d < dh; ++d) A[k][d] = table.row_at_0(RowKind::v, members[k].second)[g * dh + d];
       for (const auto& y : res[g]) a[g].push_back(least_squares(A, y));
     }
-    // Placement cost of member k at segment position j: how far its predicted log-weights
-    // s(k, j) − m are from the fitted ones, over every residual.
-    for (int j : seg) {
-      std::vector<std::pair<double, int32_t>> cand;
-      for (size_t k = 0; k < nm; ++k) {
+    // Predicted weights: member k at segment position seg[jj] adds exp(s − m) of its value row
+    // to residual ri (every kv head's residuals in one list), s = q · RoPE(k_k, seg[jj]) / √d_h.
+    std::vector<std::pair<int, int>> all;  // (kv head, residual index)
+    for (int g = 0; g < c.n_head_kv; ++g)
+      for (size_t ri = 0; ri < res_of[g].size(); ++ri) all.push_back({g, (int)ri});
+    const int ns = (int)seg.size(), nr = (int)all.size();
+    std::vector<double> w((size_t)nm * ns * nr), fitted((size_t)nm * nr);
+    for (size_t k = 0; k < nm; ++k) {
+      for (int x = 0; x < nr; ++x) fitted[k * nr + x] = a[all[x].first][all[x].second][k];
+      for (int jj = 0; jj < ns; ++jj) {
         std::vector<float> kr(table.row_at_0(RowKind::k, members[k].second), table.row_at_0(RowKind::k, members[k].second) + c.d_kv());
-        kernels::rope_row(kr.data(), c.n_head_kv, dh, j, c.rope_theta);
-        double cost = 0.0;
-        for (int g = 0; g < c.n_head_kv; ++g)
-          for (size_t ri = 0; ri < res_of[g].size(); ++ri) {
-            const auto [i, h] = res_of[g][ri];
-            const int r = vp.index(queries[i]);
-            const double m = vp.m[((size_t)b * vp.positions.size() + r) * c.n_head + h];
-            double s = 0.0;
-            for (int d = 0; d < dh; ++d) s += (double)Q[((size_t)i * c.n_head + h) * dh + d] * kr[g * dh + d];
-            const double fitted = a[g][ri][k];
-            cost += std::fabs((fitted > 1e-30 ? std::log(fitted) : -69.0) - (s * scale - m));
-          }
-        cand.push_back({cost, members[k].second});
-      }
-      std::sort(cand.begin(), cand.end());
-      for (const auto& [cost, t] : cand) {
-        sol.candidates[j - first].push_back(t);
-        sol.costs[j - first].push_back(cost);
+        kernels::rope_row(kr.data(), c.n_head_kv, dh, seg[jj], c.rope_theta);
+        for (int x = 0; x < nr; ++x) {
+          const auto [g, ri] = all[x];
+          const auto [i, h] = res_of[g][ri];
+          const double m = vp.m[((size_t)b * vp.positions.size() + vp.index(queries[i])) * c.n_head + h];
+          double sc = 0.0;
+          for (int d = 0; d < dh; ++d) sc += (double)Q[((size_t)i * c.n_head + h) * dh + d] * kr[g * dh + d];
+          w[((size_t)k * ns + jj) * nr + x] = std::exp(sc * scale - m);
+        }
       }
     }
+    // A member placed at the positions of `mask` explains its fitted coefficients by the sum of
+    // its weights there: cost Σ |ln fitted − ln Σ w|. A token may repeat in a segment, so sets of
+    // up to kMaxRepeat positions; a member may be left out (an extra, e.g. a wrong guess among the
+    // known keys), at kSkip per residual.
+    auto set_cost = [&](size_t k, uint32_t mask) {
+      double cost = 0.0;
+      for (int x = 0; x < nr; ++x) {
+        double sum = 0.0;
+        for (int jj = 0; jj < ns; ++jj)
+          if (mask >> jj & 1) sum += w[((size_t)k * ns + jj) * nr + x];
+        const double f = fitted[k * nr + x];
+        cost += std::fabs((f > 1e-30 ? std::log(f) : -69.0) - std::log(std::max(sum, 1e-300)));
+      }
+      return cost;
+    };
+    for (int jj = 0; jj < ns; ++jj) {  // per position: members by the cost of being there alone
+      std::vector<std::pair<double, int32_t>> cand;
+      for (size_t k = 0; k < nm; ++k) cand.push_back({set_cost(k, 1u << jj), members[k].second});
+      std::sort(cand.begin(), cand.end());
+      for (const auto& [cost, t] : cand) {
+        sol.candidates[seg[jj] - first].push_back(t);
+        sol.costs[seg[jj] - first].push_back(cost);
+      }
+    }
+    if (ns > 30) continue;  // position sets are 32-bit masks
+    constexpr int kMaxRepeat = 3;
+    const double skip = kSkip * nr;
+    struct Option { double cost; uint32_t mask; };
+    std::vector<std::vector<Option>> opts(nm);
+    std::vector<size_t> order(nm);
+    std::iota(order.begin(), order.end(), 0);
+    for (size_t k = 0; k < nm; ++k) {
+      std::vector<uint32_t> masks;  // every set of 1 to kMaxRepeat = 3 positions
+      for (int x = 0; x < ns; ++x) {
+        masks.push_back(1u << x);
+        for (int y = x + 1; y < ns; ++y) {
+          masks.push_back(1u << x | 1u << y);
+          for (int z = y + 1; z < ns; ++z) masks.push_back(1u << x | 1u << y | 1u << z);
+        }
+      }
+      for (uint32_t mask : masks) opts[k].push_back({set_cost(k, mask), mask});
+      std::sort(opts[k].begin(), opts[k].end(), [](const Option& x, const Option& y) { return x.cost < y.cost; });
+      if (opts[k].size() > 64) opts[k].resize(64);
+    }
+    std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return opts[x][0].cost < opts[y][0].cost; });
+    // Exact covers of the shard's positions, depth first in cost order, at most max_fills kept.
+    std::vector<std::pair<double, std::vector<int32_t>>> covers;
+    std::vector<int32_t> assign(ns, -1);
+    int64_t nodes = 0;
+    const uint32_t full = ns == 32 ? ~0u : (1u << ns) - 1;
+    std::function<void(size_t, uint32_t, double)> dfs = [&](size_t idx, uint32_t used, double cost) {
+      if (++nodes > kMaxNodes) return;
+      if ((int64_t)covers.size() >= max_fills && cost >= covers.back().first) return;
+      if (used == full) {
+        covers.push_back({cost, assign});
+        std::sort(covers.begin(), covers.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+        if ((int64_t)covers.size() > max_fills) covers.pop_back();
+        return;
+      }
+      if (idx == nm || __builtin_popcount(full & ~used) > (int)(nm - idx) * kMaxRepeat) return;
+      const size_t k = order[idx];
+      for (const Option& o : opts[k]) {
+        if (o.mask & used) continue;
+        for (int jj = 0; jj < ns; ++jj)
+          if (o.mask >> jj & 1) assign[jj] = members[k].second;
+        dfs(idx + 1, used | o.mask, cost + o.cost);
+      }
+      dfs(idx + 1, used, cost + skip);
+    };
+    dfs(0, 0, 0.0);
+    std::vector<std::pair<double, std::vector<int32_t>>> placed;
+    for (auto& [cost, fill] : covers) placed.push_back({cost, std::move(fill)});
+    shard_fills.push_back({seg, std::move(placed)});
   }
-  for (const std::vector<int>& pick : k_best(sol.costs, max_fills)) {
-    std::vector<int32_t> fill(len);
-    for (int i = 0; i < len; ++i) fill[i] = sol.candidates[i][pick[i]];
-    sol.fills.push_back(std::move(fill));
+  // Across shards: the cheapest combinations of each shard's covers.
+  std::vector<std::vector<double>> costs;
+  for (const auto& [seg, placed] : shard_fills) {
+    costs.emplace_back();
+    for (const auto& pc : placed) costs.back().push_back(pc.first);
+  }
+  if (shard_fills.size() == shards.size()) {
+    for (const std::vector<int>& pick : k_best(costs, max_fills)) {
+      std::vector<int32_t> fill(len, -1);
+      for (size_t si = 0; si < shard_fills.size(); ++si) {
+        const auto& [seg, placed] = shard_fills[si];
+        for (size_t jj = 0; jj < seg.size(); ++jj) fill[seg[jj] - first] = placed[pick[si]].second[jj];
+      }
+      sol.fills.push_back(std::move(fill));
+    }
   }
   return sol;
 }
