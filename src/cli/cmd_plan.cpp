@@ -301,6 +301,11 @@ void run_plan(const PlanOptions& in) {
     if (rep.secure()) {
       std::printf("\nsecurity: OK for ρ = %d (every gap and segment gap ≥ %d or none; none sees the whole prompt)\n",
                   rep.rho, rep.rho);
+      if (!rep.warnings.empty())
+        std::printf("but the check does not cover the span attack: %zu CompNode%s give%s away unseen tokens from "
+                    "%s layer-0 partials (warnings above; README \"Attacks\")\n",
+                    rep.warnings.size(), rep.warnings.size() == 1 ? "" : "s", rep.warnings.size() == 1 ? "s" : "",
+                    rep.warnings.size() == 1 ? "its" : "their");
     } else {
       std::printf("\nsecurity: %s for ρ = %d:\n", o.insecure ? "INSECURE (allowed by --insecure)" : "REFUSED",
                   rep.rho);

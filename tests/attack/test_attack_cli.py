@@ -7,7 +7,8 @@
     an `offset` (4,4,4) schedule, which the planner refuses (gap 2), loses ≥ 90% of its unseen
     tokens; a CompNode of the `cluster` default (c = 8), with a hole of 8, loses none at the same
     budget; a CompNode of a `cluster` (4,4,1) schedule (holes of 3, refused: segment gap 2) loses
-    every unseen token to its layer-0 partials (`--verify partials`), and few to its hidden rows;
+    every unseen token to its layer-0 partials (`--verify partials`; with `--span`, one fill verified
+    per segment), and few to its hidden rows;
   - bad input gets a clear error and a non-zero exit.
 
     python3 tests/attack/test_attack_cli.py BUILD/cascade [MPIEXEC]
@@ -68,9 +69,9 @@ class Views(unittest.TestCase):
     def tearDownClass(cls):
         cls.dir.cleanup()
 
-    def attack(self, trace, party, budget, verify="rows"):
+    def attack(self, trace, party, budget, verify="rows", *extra):
         rc, out, err = run([CASCADE, "attack", "view", "--trace", trace, "--party", party, "--budget", str(budget),
-                            "--verify", verify, "--json", "-q", "-t", "1"])
+                            "--verify", verify, *extra, "--json", "-q", "-t", "1"])
         self.assertEqual(rc, 0, err)
         return json.loads(out)[0]
 
@@ -94,11 +95,23 @@ class Views(unittest.TestCase):
         self.assertEqual((r["verify"], r["unseen"], r["holes"]), ("partials", 30, 30), r)
         self.assertEqual(r["unseen_correct"], 30, r)
         self.assertEqual(r["holes_matched"], 30, r)
+        span = self.attack(self.traces["cluster1"], "comp:3", 256, "partials", "--span")
+        self.assertEqual((span["verify"], span["unseen_correct"], span["span_solved"]), ("partials+span", 30, 30), span)
+        self.assertEqual(span["verified"], 30, span)  # one fill per segment: the span named it
         rows = self.attack(self.traces["cluster1"], "comp:3", 256, "rows")
         self.assertLess(rows["unseen_correct"], 15, rows)
         rc, out, err = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "1", "--tokens", "40", "--rho", "4"])
         self.assertNotEqual(rc, 0)
         self.assertIn("CompNode 0 (rank 1) has segment gap 2 < rho = 4", err)  # its gap, 4, passes
+
+    def test_plan_warns_of_the_span_attack(self):
+        # The main job's layout, 64 tokens: CompNode 0 holds 0-7 and 32-39; before 32 each key
+        # shard has 8 unknown positions, and its run of 8 gives 3 × 8 mixes: 24 of 48 unseen.
+        rc, out, err = run([CASCADE, "plan", "--alpha", "4", "--beta", "4", "--cluster", "8", "--tokens", "64"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: CompNode 0 (rank 1) recovers 24 of its 48 unseen positions from its layer-0 partials", out)
+        self.assertIn("security: OK", out)
+        self.assertIn("but the check does not cover the span attack: 4 CompNodes give away", out)
 
     def test_errors(self):
         for args, msg in ((["--party", "attn:4,0"], "no such AttnNode"), (["--party", "comp:x"], "not a party"),
@@ -110,6 +123,9 @@ class Views(unittest.TestCase):
                             "--verify", "partials", "-q"])
         self.assertNotEqual(rc, 0)
         self.assertIn("CompNodes only", err)
+        rc, out, err = run([CASCADE, "attack", "view", "--trace", self.traces["cluster1"], "--span", "-q"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--span needs --verify partials", err)
         with tempfile.NamedTemporaryFile("w", suffix=".csv") as f:  # a CSV of other columns is not appended to
             f.write("trace,alpha,beta\n")
             f.flush()
