@@ -298,17 +298,18 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
     }
     std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return opts[x][0].cost < opts[y][0].cost; });
     // Exact covers of the shard's positions, depth first in cost order, at most max_fills kept.
-    std::vector<std::pair<double, std::vector<int32_t>>> covers;
+    using Cover = std::pair<double, std::vector<int32_t>>;
+    auto cheaper = [](const Cover& x, const Cover& y) { return x.first < y.first; };
+    std::priority_queue<Cover, std::vector<Cover>, decltype(cheaper)> covers(cheaper);  // the dearest on top
     std::vector<int32_t> assign(ns, -1);
     int64_t nodes = 0;
     const uint32_t full = ns == 32 ? ~0u : (1u << ns) - 1;
     std::function<void(size_t, uint32_t, double)> dfs = [&](size_t idx, uint32_t used, double cost) {
       if (++nodes > kMaxNodes) return;
-      if ((int64_t)covers.size() >= max_fills && cost >= covers.back().first) return;
+      if ((int64_t)covers.size() >= max_fills && cost >= covers.top().first) return;
       if (used == full) {
-        covers.push_back({cost, assign});
-        std::sort(covers.begin(), covers.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-        if ((int64_t)covers.size() > max_fills) covers.pop_back();
+        covers.push({cost, assign});
+        if ((int64_t)covers.size() > max_fills) covers.pop();
         return;
       }
       if (idx == nm || __builtin_popcount(full & ~used) > (int)(nm - idx) * kMaxRepeat) return;
@@ -322,8 +323,9 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
       dfs(idx + 1, used, cost + skip);
     };
     dfs(0, 0, 0.0);
-    std::vector<std::pair<double, std::vector<int32_t>>> placed;
-    for (auto& [cost, fill] : covers) placed.push_back({cost, std::move(fill)});
+    std::vector<Cover> placed;
+    for (; !covers.empty(); covers.pop()) placed.push_back(covers.top());
+    std::reverse(placed.begin(), placed.end());  // cheapest first
     shard_fills.push_back({seg, std::move(placed)});
   }
   // Across shards: the cheapest combinations of each shard's covers.
