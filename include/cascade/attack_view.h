@@ -74,7 +74,8 @@ class Layer0Inverter {
 // What verifies a hole's fills.
 //   rows      the row after the hole at `layer` (hidden for a CompNode, else k, else q)
 //   partials  CompNodes: the layer-0 partials of the own positions after the hole, one
-//             segment of the hole at a time (partial_match.h); max_hole then bounds segments
+//             segment of the hole at a time (partial_match.h); max_hole then bounds the
+//             segments enumerated (the span solver, cheap, is tried on every one)
 enum class Verify { rows, partials };
 const char* verify_name(Verify v);       // "rows", "partials"
 Verify parse_verify(const std::string& name);  // throws std::invalid_argument

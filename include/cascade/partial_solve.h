@@ -31,7 +31,8 @@ struct SpanSolution {
   // from these queries, e.g. more distinct tokens than residuals).
   std::vector<std::vector<int32_t>> candidates;
   std::vector<std::vector<double>> costs;  // the cost of each there alone (~0: exact)
-  // Candidate fills in order of total placement cost, at most `max_fills` of them.
+  // Candidate fills in order of total placement cost, at most `max_fills` of them; positions of
+  // a shard the span cannot solve are −1 in every fill.
   std::vector<std::vector<int32_t>> fills;
 };
 

@@ -291,13 +291,16 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
   int settled = 0;  // positions 0..settled−1 are in cx's prefix
   const int observed = view.observed();
   int done = 0;
+  // The model's greedy next token after cx's prefix.
+  auto greedy = [&] {
+    const std::vector<float>& lp = cx.next_logits();
+    return lp.empty() ? o.gap.start_token : (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin());
+  };
   // The greedy guess for [settled, end), unverified (a hole or segment too long to search).
   auto skip = [&](int end) {
     for (int i = settled; i < end; ++i) {
-      const std::vector<float>& lp = cx.next_logits();
-      const int32_t g = lp.empty() ? o.gap.start_token : (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin());
-      res.recovered[i] = g;
-      cx.append({g});
+      res.recovered[i] = greedy();
+      cx.append({res.recovered[i]});
     }
     ++res.skipped_holes;
     settled = end;
@@ -314,8 +317,9 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
     settled += len;
   };
   // The span solver's fills of the segment at `settled`, verified in order. True when the
-  // segment is settled: on a match, or when they used the whole budget (their nearest is the
-  // guess). Otherwise `left.budget` is what they left to the LM enumeration.
+  // segment is settled: on a match, when they used the whole budget (their nearest is the
+  // guess), or when the span solves only some of its shards (then unverified). Otherwise
+  // `left.budget` is what they left to the LM enumeration.
   auto try_span = [&](int len, const FillVerifier& verify, const std::vector<int32_t>& known,
                       const std::vector<int>& queries, GapOptions& left) {
     const auto t1 = std::chrono::steady_clock::now();
@@ -323,6 +327,17 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
     HoleResult h;
     h.start = settled, h.len = len, h.distance = std::numeric_limits<double>::infinity();
     const int n = (int)sol.fills.size();
+    if (n > 0 && std::count(sol.fills[0].begin(), sol.fills[0].end(), -1) > 0) {
+      // Some shard of the segment is beyond the span: the solved positions are taken as they
+      // are and the rest get the model's greedy guess, unverified (the fill cannot be checked).
+      if (std::count(sol.fills[0].begin(), sol.fills[0].end(), -1) == len) return false;
+      for (int i = 0; i < len; ++i) {
+        res.recovered[settled + i] = sol.fills[0][i] >= 0 ? sol.fills[0][i] : greedy();
+        cx.append({res.recovered[settled + i]});
+      }
+      settled += len;
+      return true;
+    }
     if (n > 0) {
       std::vector<std::vector<int32_t>> entries;
       std::vector<int32_t> parent, last;
@@ -366,14 +381,14 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
       for (int q = 0; q < view.n_prompt; ++q)
         if (view.tokens[q] >= 0) known[q] = view.tokens[q];
       for (const auto& [first, end] : hole_segments(view.shard, settled, p)) {
-        if (o.max_hole > 0 && end - first > o.max_hole) {
-          skip(end);
-        } else {
+        {
           for (int q = 0; q < first; ++q) known[q] = res.recovered[q];
           const int len = end - first;
           const FillVerifier verify = partial_verifier(model, *table, view.partials, view.shard, known, first, len, queries);
           GapOptions left = o.gap;
-          if (!(o.span && try_span(len, verify, known, queries, left))) search(len, verify, left);
+          if (o.span && try_span(len, verify, known, queries, left)) continue;
+          if (o.max_hole > 0 && len > o.max_hole) skip(end);
+          else search(len, verify, left);
         }
       }
     } else if (p > settled) {

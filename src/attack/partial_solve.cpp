@@ -220,7 +220,13 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
       if (worst < kMemberTol) members.push_back({worst, t});
     }
     std::sort(members.begin(), members.end());
-    if (members.empty() || members.size() > seg.size() + 8) continue;  // not solvable from these queries
+    // Unsolvable from these queries (more unknowns than mixes, or a saturated span): its
+    // positions stay unknown (−1) in every fill.
+    const auto unsolved = [&] { shard_fills.push_back({seg, {{0.0, std::vector<int32_t>(seg.size(), -1)}}}); };
+    if (members.empty() || members.size() > seg.size() + 8) {
+      unsolved();
+      continue;
+    }
     // Coefficients of each residual on the members' value rows: exp(s − m) per member.
     const size_t nm = members.size();
     std::vector<std::vector<std::vector<double>>> a(c.n_head_kv);  // [g][residual][member]
@@ -276,7 +282,10 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
         sol.costs[seg[jj] - first].push_back(cost);
       }
     }
-    if (ns > 30) continue;  // position sets are 32-bit masks
+    if (ns > 30) {  // position sets are 32-bit masks
+      unsolved();
+      continue;
+    }
     constexpr int kMaxRepeat = 3;
     const double skip = kSkip * nr;
     struct Option { double cost; uint32_t mask; };
@@ -326,6 +335,10 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
     std::vector<Cover> placed;
     for (; !covers.empty(); covers.pop()) placed.push_back(covers.top());
     std::reverse(placed.begin(), placed.end());  // cheapest first
+    if (placed.empty()) {
+      unsolved();
+      continue;
+    }
     shard_fills.push_back({seg, std::move(placed)});
   }
   // Across shards: the cheapest combinations of each shard's covers.
@@ -334,7 +347,7 @@ SpanSolution span_solve(const Model& model, const Layer0Inverter& table, const V
     costs.emplace_back();
     for (const auto& pc : placed) costs.back().push_back(pc.first);
   }
-  if (shard_fills.size() == shards.size()) {
+  {
     for (const std::vector<int>& pick : k_best(costs, max_fills)) {
       std::vector<int32_t> fill(len, -1);
       for (size_t si = 0; si < shard_fills.size(); ++si) {
