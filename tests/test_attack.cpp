@@ -249,16 +249,29 @@ Schedule cluster_schedule(int alpha, int c, int n) {
   return make_schedule(sp);
 }
 
-// α = β = 3, c = 2: CompNode 0 holds {0,1, 6,7, ...}; its hole 2-5 is shard 1's {2,3} and
-// shard 2's {4,5}, each checked alone by the partials of positions 6 and 7.
-TEST(PartialMatch, TheTruthMatchesAndOneWrongTokenDoesNot) {
+// α = β = 3, c = 2, 18 positions: CompNode 0 holds {0,1, 6,7, 12,13}; its hole 2-5 is shard
+// 1's {2,3} and shard 2's {4,5}, each checked alone by the partials of positions 6 and 7.
+struct Comp0Layout {
   const Model& m = tiny();
   const std::vector<int32_t> ids = synthetic_prompt(18, m.cfg.n_vocab, 29);
   const Schedule s = cluster_schedule(3, 2, 18);
   const ViewPartials vp = comp0_partials(m, s, ids);
-  const Layer0Inverter table(m);
-  std::vector<int32_t> known(ids.size(), -1);
-  for (int p : {0, 1, 6, 7, 12, 13}) known[p] = ids[p];
+  const Layer0Inverter table{m};
+  std::vector<int32_t> known = own_tokens();
+  std::vector<int32_t> own_tokens() const {
+    std::vector<int32_t> k(ids.size(), -1);
+    for (int p : {0, 1, 6, 7, 12, 13}) k[p] = ids[p];
+    return k;
+  }
+};
+
+TEST(PartialMatch, TheTruthMatchesAndOneWrongTokenDoesNot) {
+  Comp0Layout l;
+  const Model& m = l.m;
+  const auto &ids = l.ids, &known = l.known;
+  const Schedule& s = l.s;
+  const ViewPartials& vp = l.vp;
+  const Layer0Inverter& table = l.table;
   Continuations cx(m);
   for (int first : {2, 4}) {
     SCOPED_TRACE(first);
@@ -327,13 +340,13 @@ TEST(PartialMatch, AttackViewFillsEveryHoleSegmentBySegment) {
 // The span solver on the same layout: each segment's value rows span what its partials mix, so
 // the segment's tokens come out of the membership test, placed by RoPE, with no enumeration.
 TEST(PartialSolve, ReadsASegmentOffTheSpanOfItsPartials) {
-  const Model& m = tiny();
-  const std::vector<int32_t> ids = synthetic_prompt(18, m.cfg.n_vocab, 29);
-  const Schedule s = cluster_schedule(3, 2, 18);
-  const ViewPartials vp = comp0_partials(m, s, ids);
-  const Layer0Inverter table(m);
-  std::vector<int32_t> known(ids.size(), -1);
-  for (int p : {0, 1, 6, 7, 12, 13}) known[p] = ids[p];
+  Comp0Layout l;
+  const Model& m = l.m;
+  const std::vector<int32_t>& ids = l.ids;
+  std::vector<int32_t>& known = l.known;
+  const Schedule& s = l.s;
+  const ViewPartials& vp = l.vp;
+  const Layer0Inverter& table = l.table;
   for (int first : {2, 4}) {
     SCOPED_TRACE(first);
     const SpanSolution sol = span_solve(m, table, vp, s.att, known, first, 2, {6, 7}, 10);

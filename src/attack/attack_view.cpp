@@ -305,16 +305,19 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
     ++res.skipped_holes;
     settled = end;
   };
-  auto search = [&](int len, const FillVerifier& verify, const GapOptions& gap) {
-    HoleResult h = fill_hole(cx, len, verify, gap);
+  // A searched hole (or segment) at `settled`: its guess goes into the result and the prefix.
+  auto settle = [&](HoleResult h) {
     for (int i = 0; i < h.len; ++i) {
       res.recovered[settled + i] = h.guess[i];
       res.confident[settled + i] = h.matched;
     }
     res.verified += h.verified;
     cx.append(h.guess);
+    settled += h.len;
     res.holes.push_back(std::move(h));
-    settled += len;
+  };
+  auto search = [&](int len, const FillVerifier& verify, const GapOptions& gap) {
+    settle(fill_hole(cx, len, verify, gap));
   };
   // The span solver's fills of the segment at `settled`, verified in order. True when the
   // segment is settled: on a match, when they used the whole budget (their nearest is the
@@ -357,17 +360,13 @@ ViewAttackResult attack_view(const Model& model, const PartyView& view, const Vi
       }
     }
     h.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    res.verified += h.verified;
     left.budget = o.gap.budget - h.verified;
-    if (!h.matched && left.budget > 0) return false;
-    for (int i = 0; i < len; ++i) {
-      res.recovered[settled + i] = h.guess[i];
-      res.confident[settled + i] = h.matched;
+    if (!h.matched && left.budget > 0) {
+      res.verified += h.verified;
+      return false;
     }
     res.span_solved += h.matched;
-    cx.append(h.guess);
-    res.holes.push_back(std::move(h));
-    settled += len;
+    settle(std::move(h));
     return true;
   };
   for (int p = 0; p < view.n_prompt; ++p) {
