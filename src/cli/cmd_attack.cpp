@@ -239,6 +239,7 @@ void run_view(const ViewOptions& o) {
     std::ifstream old(o.csv);
     std::string first;
     const bool fresh = !old.good() || !std::getline(old, first);
+    if (!first.empty() && first.back() == '\r') first.pop_back();  // written with CRLF line ends
     if (!fresh && first != header)
       throw std::invalid_argument("'" + o.csv + "' has other columns than this version writes (" + header +
                                   "): append to a new file");
