@@ -704,7 +704,7 @@ def write_learned_csv(path, rows):
     (train_examples, examples seen per model), not fills per hole as in the sweep's vocab-gap rows."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".part", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LEARNED_CSV_KEYS)
+        w = csv.DictWriter(f, fieldnames=LEARNED_CSV_KEYS, lineterminator="\n")
         w.writeheader()
         for r in rows:
             w.writerow({k: r[k] for k in LEARNED_CSV_KEYS})
@@ -970,7 +970,7 @@ def write_report(args, vocab, cov_train, cov_eval, train, val, ev, offsets_rows,
         if not rows:
             return
         with open(os.path.join(args.out_dir, name), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
 
