@@ -25,8 +25,8 @@
 // the own run after a hole gives at least as many mixes ((n_head / n_head_kv) × its length) as
 // a shard has unknown positions (and fewer than d_head), the span names those tokens outright
 // (src/attack/partial_solve.cpp, the span attack): `span_exposed` counts them. No (c, δ)
-// schedule avoids it (CompNode 1 always solves CompNode 0's first cluster), so it is reported
-// and warned about, not refused: the fix belongs to the protocol (README "Attacks").
+// schedule with c < d_head avoids it (CompNode 1 solves CompNode 0's first cluster), so it is
+// reported and warned about, not refused: the fix belongs to the protocol (README "Attacks").
 //
 // Security condition: every party's gap ≥ ρ, every CompNode's segment gap ≥ ρ, and no party
 // observes every prompt position.
