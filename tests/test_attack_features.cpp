@@ -16,23 +16,13 @@
 #include "cascade/layer.h"
 #include "cascade/reference.h"
 #include "cascade/synthetic.h"
+#include "test_util.h"
 
 using namespace cascade;
+using cascade_test::error_of;
+using cascade_test::temp_path;
 
 namespace {
-
-std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "/cascade_test_" + std::to_string(getpid()) + "_" + name;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 const Model& tiny() {
   static const Model m = Model::load(ModelSpec{"synthetic:tiny"});

@@ -12,23 +12,13 @@
 #include <thread>
 
 #include "cascade/trace_io.h"
+#include "test_util.h"
 
 using namespace cascade;
+using cascade_test::error_of;
+using cascade_test::temp_path;
 
 namespace {
-
-std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "/cascade_test_" + std::to_string(getpid()) + "_" + name;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
