@@ -13,4 +13,13 @@ CASCADE_HD float silu_mul(float gate, float up) {
   return silu * up;
 }
 
+// The two GELUs: BERT's exact one, x·Φ(x) = x/2·(1 + erf(x/√2)), and GPT-2's tanh
+// approximation ("gelu_new"), x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+enum class Gelu : int { erf = 0, tanh = 1 };
+
+CASCADE_HD float gelu(float x, Gelu kind) {
+  if (kind == Gelu::erf) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+  return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+}
+
 }  // namespace cascade::kernels

@@ -257,11 +257,13 @@ TEST(Wire, RoundTrip) {
   Schedule shaped = cdelta(4, 4, 4, 30, 0, AttnSharding::cluster);
   shaped.shape = {30, 576, 9, 3, 64, 49152};
   shaped.lm_head = LmHead::comp;
-  for (const Schedule& s : {cdelta(4, 2, 2, 11, 7), cdelta(8, 8, 8, 200), shaped,
+  Schedule bert = cdelta(4, 4, 4, 30, 0, AttnSharding::cluster);
+  bert.shape = {12, 768, 12, 12, 64, 30522, Family::bert};
+  for (const Schedule& s : {cdelta(4, 2, 2, 11, 7), cdelta(8, 8, 8, 200), shaped, bert,
                             baseline(kStrategyRandom, 3, 5, 77, 0xdeadbeefcafeULL),
                             baseline(kStrategyContiguous, 4, 1, 9, 0, AttnSharding::cluster)}) {
     std::vector<uint8_t> buf = serialize(s);
-    EXPECT_EQ(buf.size(), 76 + s.strategy.size() + 8 * s.n_positions);
+    EXPECT_EQ(buf.size(), 80 + s.strategy.size() + 8 * s.n_positions);
     Schedule t = deserialize(buf);
     EXPECT_EQ(t.strategy, s.strategy);
     EXPECT_EQ(t.attn_sharding, s.attn_sharding);
@@ -292,7 +294,7 @@ TEST(Wire, CorruptInput) {
   const Schedule s = cdelta(4, 2, 2, 11, 7);
   const std::vector<uint8_t> good = serialize(s);
   EXPECT_EQ(good[0], 'C');
-  EXPECT_EQ(good[4], 2);  // version 2, little-endian
+  EXPECT_EQ(good[4], 3);  // version 3, little-endian
 
   std::vector<uint8_t> bad = good;
   bad[0] = 'X';
@@ -304,7 +306,8 @@ TEST(Wire, CorruptInput) {
       << deserialize_error(bad);
 
   // Offsets: magic 4, version 4, length 4, "cdelta" 6 → attn_sharding at 18, lm_head at 22,
-  // alpha..delta 26..41, seed 42..49, n_prompt 50, n_positions 54, shape 58..81, comp at 82.
+  // alpha..delta 26..41, seed 42..49, n_prompt 50, n_positions 54, shape 58..85 (family at
+  // 82), comp at 86.
   bad = good;
   bad[18] = 7;
   EXPECT_TRUE(contains(deserialize_error(bad), "unknown attention sharding 7")) << deserialize_error(bad);
@@ -314,6 +317,9 @@ TEST(Wire, CorruptInput) {
   bad = good;
   bad[18] = 0;  // cluster: β = 2 ≤ α = 4 is fine, but the shards no longer follow the rule
   EXPECT_TRUE(contains(deserialize_error(bad), "cdelta with cluster sharding gives")) << deserialize_error(bad);
+  bad = good;
+  bad[82] = 3;  // no such model family
+  EXPECT_TRUE(contains(deserialize_error(bad), "model family 3")) << deserialize_error(bad);
   bad = good;
   bad[58] = 3;  // n_layer 3 with every other dim 0
   EXPECT_TRUE(contains(deserialize_error(bad), "model shape")) << deserialize_error(bad);
@@ -328,9 +334,9 @@ TEST(Wire, CorruptInput) {
   bad.push_back(0);
   EXPECT_TRUE(contains(deserialize_error(bad), "bytes of arrays")) << deserialize_error(bad);
 
-  // comp[0] (right after the 82-byte header of "cdelta") set to 4 ≥ α.
+  // comp[0] (right after the 86-byte header of "cdelta") set to 4 ≥ α.
   bad = good;
-  const size_t comp0 = 76 + 6;
+  const size_t comp0 = 80 + 6;
   bad[comp0] = 4;
   EXPECT_TRUE(contains(deserialize_error(bad), "CompNode 4, outside 0..3"))
       << deserialize_error(bad);

@@ -70,6 +70,8 @@ struct Want {
   int n_layer, d_model, n_head, n_head_kv, d_head, d_ff, n_vocab, n_ctx;
   float rope_theta;
   bool tied;
+  const char* arch = "llama";
+  float eps = 1e-5f;
 };
 // From the models' config.json files (Hugging Face), independently of src/model/synthetic.cpp.
 const Want kWant[] = {
@@ -79,6 +81,12 @@ const Want kWant[] = {
     {"smollm2-1.7b", 24, 2048, 32, 32, 64, 8192, 49152, 8192, 130000.0f, true},
     {"smollm2-135m", 30, 576, 9, 3, 64, 1536, 49152, 8192, 100000.0f, true},
     {"tiny", 2, 64, 4, 2, 16, 128, 256, 512, 10000.0f, false},
+    {"gpt2", 12, 768, 12, 12, 64, 3072, 50257, 1024, 0.0f, true, "gpt2"},
+    {"gpt2-medium", 24, 1024, 16, 16, 64, 4096, 50257, 1024, 0.0f, true, "gpt2"},
+    {"gpt2-tiny", 2, 64, 4, 4, 16, 256, 256, 512, 0.0f, true, "gpt2"},
+    {"bert-base", 12, 768, 12, 12, 64, 3072, 30522, 512, 0.0f, true, "bert", 1e-12f},
+    {"bert-large", 24, 1024, 16, 16, 64, 4096, 30522, 512, 0.0f, true, "bert", 1e-12f},
+    {"bert-tiny", 2, 64, 4, 4, 16, 256, 256, 512, 0.0f, true, "bert", 1e-12f},
 };
 
 TEST(Synthetic, ShapeOfEachName) {
@@ -87,7 +95,7 @@ TEST(Synthetic, ShapeOfEachName) {
     SCOPED_TRACE(w.name);
     const ModelConfig c = synthetic_config(std::string("synthetic:") + w.name);
     EXPECT_EQ(c.name, std::string("synthetic:") + w.name);
-    EXPECT_EQ(c.arch, "llama");
+    EXPECT_EQ(c.arch, w.arch);
     EXPECT_EQ(c.n_layer, w.n_layer);
     EXPECT_EQ(c.d_model, w.d_model);
     EXPECT_EQ(c.n_head, w.n_head);
@@ -97,7 +105,7 @@ TEST(Synthetic, ShapeOfEachName) {
     EXPECT_EQ(c.n_vocab, w.n_vocab);
     EXPECT_EQ(c.n_ctx, w.n_ctx);
     EXPECT_EQ(c.rope_theta, w.rope_theta);
-    EXPECT_EQ(c.rms_eps, 1e-5f);
+    EXPECT_EQ(c.norm_eps, w.eps);
     EXPECT_EQ(c.tied_output, w.tied);
     EXPECT_EQ(model_config(spec(w.name)).shape(), c.shape());  // the same through a ModelSpec
   }

@@ -43,6 +43,13 @@ class Backend {
                          bool accumulate) = 0;
   // y(n, d) = rmsnorm(x(n, d)) · w(d)
   virtual void rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps) = 0;
+  // y(n, d) = layernorm(x(n, d)) · w(d) + b(d) (biased variance, as torch)
+  virtual void layernorm(const float* x, const float* w, const float* b, float* y, int n, int d,
+                         float eps) = 0;
+  // y(n, d) += b(d) on every row (the bias of a projection)
+  virtual void add_bias(float* y, const float* b, int n, int d) = 0;
+  // x(n) = gelu(x) in place; tanh: GPT-2's approximation, else BERT's exact (erf) one
+  virtual void gelu(float* x, size_t n, bool tanh_approx) = 0;
   // x(n, n_heads, d_head) rotated in place, row i at position pos[i]
   virtual void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head,
                     float theta) = 0;

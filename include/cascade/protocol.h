@@ -51,7 +51,8 @@ struct PartyStats {
 };
 
 struct ClientOptions {
-  int n_generate = 16;       // tokens to sample (the first comes from the prefill's logits)
+  int n_generate = 16;       // tokens to sample (the first comes from the prefill's logits);
+                             // an encoder samples none and must be given 1 (one pass)
   int32_t stop_token = -1;   // stop early when this token is sampled (−1: never)
   SamplerOptions sampler;
   bool keep_logits = false;  // keep every logits row (tests, --compare-reference)
@@ -65,6 +66,7 @@ struct ClientOptions {
 struct ClientResult {
   std::vector<int32_t> tokens;             // sampled tokens
   std::vector<std::vector<float>> logits;  // every logits row, if keep_logits
+  std::vector<float> hidden;               // an encoder's output: (n_prompt, d) last hidden rows
   double compute_s = 0.0;                  // CPU time in the LM head (--lm-head client)
 };
 

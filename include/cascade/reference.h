@@ -21,13 +21,20 @@ class Reference {
   // Runs `ids` at positions n_past() .. n_past()+ids.size()-1, appending to the KV cache.
   // Returns the logits of the last position (n_vocab), or of every position
   // (ids.size() × n_vocab, row-major) when all_logits is true.
+  // Throws for an encoder.
   std::vector<float> forward(const std::vector<int32_t>& ids, bool all_logits = false);
+  // An encoder (bert): the last hidden states (ids.size(), d) of the whole input, attended
+  // bidirectionally. Throws for a decoder.
+  std::vector<float> encode(const std::vector<int32_t>& ids);
 
   int n_past() const { return n_past_; }
   void reset() { n_past_ = 0; }
   const Model& model() const { return model_; }
 
  private:
+  // Embedding and every layer; returns the final hidden rows (n, d), before any final norm.
+  std::vector<float> run_layers(const std::vector<int32_t>& ids);
+
   const Model& model_;
   Backend* backend_;
   Backend* owned_ = nullptr;

@@ -117,12 +117,12 @@ void validate(const Schedule& s);
 // the job has 8") unless world == s.n_ranks().
 void check_world_size(const Schedule& s, int world);
 
-// Wire format (little-endian): "CSCH", u32 version = 2, u32 strategy length + bytes,
+// Wire format (little-endian): "CSCH", u32 version = 3, u32 strategy length + bytes,
 // i32 attn_sharding, i32 lm_head, i32 alpha, beta, c, delta, u64 seed, i32 n_prompt,
-// n_positions, i32 shape (n_layer, d_model, n_head, n_head_kv, d_head, n_vocab),
+// n_positions, i32 shape (n_layer, d_model, n_head, n_head_kv, d_head, n_vocab, family),
 // i32 comp[n_positions], i32 att[n_positions].
-// Size = 76 + strategy length + 8·n_positions bytes.
-inline constexpr uint32_t kScheduleVersion = 2;
+// Size = 80 + strategy length + 8·n_positions bytes.
+inline constexpr uint32_t kScheduleVersion = 3;
 std::vector<uint8_t> serialize(const Schedule& s);
 // Checks magic, version, sizes (the buffer must be exactly one schedule) and validate();
 // throws std::runtime_error saying what is wrong.

@@ -1,4 +1,4 @@
-// Synthetic llama-family models: the real shapes of models that do not fit here or are not
+// Synthetic models (llama, gpt2 and bert families): the real shapes of models that do not fit here or are not
 // available offline, with seeded deterministic weights, for scaling experiments. `--model
 // synthetic:NAME` (NAME from synthetic_shapes()) with `--layers L` to keep the first L layers.
 //
@@ -8,7 +8,8 @@
 // (Irwin–Hall: bell-shaped, bounded at ±3.46σ) and scaled to mean 0, std 0.02, the usual
 // initialiser of llama models. Integer arithmetic and one float multiply: the same bits on
 // every machine and compiler, any element computable alone and every tensor filled in
-// parallel. Norm weights are 1. Layer l's tensors do not depend on L, so a model cut to L
+// parallel. Norm weights are 1 (LayerNorm biases and every other bias are hash values like
+// the matrices). Layer l's tensors do not depend on L, so a model cut to L
 // layers is the first L layers of the whole one.
 //
 // Storage. Generated once into the weight cache (weight_cache.h), keyed by the sha256 of the
@@ -35,13 +36,15 @@ inline constexpr double kSyntheticStd = 0.02;  // of every non-norm weight
 // cache key, so old cache files are not mistaken for new ones.
 inline constexpr int kSyntheticGeneratorVersion = 1;
 
-// One llama-family shape (head dim = d_model / n_head).
+// One shape (head dim = d_model / n_head).
 struct SyntheticShape {
   const char* name;
   int n_layer, d_model, n_head, n_head_kv, d_ff, n_vocab, n_ctx;
-  float rope_theta, rms_eps;
+  float rope_theta, norm_eps;  // rope_theta: llama only
   bool tied_output;
   const char* source;  // where the numbers come from
+  Family family = Family::llama;
+  int n_token_types = 0;  // bert
 };
 
 // Every known shape, in the order they are listed in messages.

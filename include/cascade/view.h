@@ -3,7 +3,8 @@
 // arrived: its header names the sender's parts, their kinds, positions and sizes.
 //   client          the final row of each step (the hidden row under --lm-head client, logits
 //                   under comp) from the CompNode owning the step's last position, and the
-//                   end-of-run reports
+//                   end-of-run reports; an encoder's (bert's) client instead gets the last
+//                   hidden rows of every input position, from the CompNodes owning them
 //   CompNode k      from the client: the schedule, control, token ids of its own positions;
 //                   from AttnNode (a, b): partials of its own positions in shard a
 //   AttnNode (a,b)  from the client: the schedule and control; from CompNode k: q rows of k's

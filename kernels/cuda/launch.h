@@ -9,6 +9,10 @@
 namespace cascade::cuda {
 
 void rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps, cudaStream_t s);
+void layernorm(const float* x, const float* w, const float* b, float* y, int n, int d, float eps,
+               cudaStream_t s);
+void add_bias(float* y, const float* b, int n, int d, cudaStream_t s);
+void gelu(float* x, size_t n, bool tanh_approx, cudaStream_t s);
 void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head, float theta,
           cudaStream_t s);
 void swiglu(const float* gu, float* out, int n, int d_ff, cudaStream_t s);

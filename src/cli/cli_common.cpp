@@ -1,5 +1,8 @@
 #include "cli_common.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -14,7 +17,7 @@ namespace cascade::cli {
 
 void add_model_options(CLI::App* sub, ModelOptions& o, bool weights, const std::string& model_help) {
   sub->add_option("-m,--model", o.spec.path,
-                  "GGUF model file, or synthetic:NAME, a llama shape with generated weights (" +
+                  "GGUF model file (llama, gpt2 or bert architecture), or synthetic:NAME, a real shape with generated weights (" +
                       synthetic_names() + "); " + model_help);
   sub->add_option("--layers", o.spec.layers,
                   "Synthetic models: keep the first L layers (1 ≤ L ≤ the model's; default all)")
@@ -45,12 +48,40 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
                   "synthetic models, default " + std::to_string(kDefaultSyntheticTokens) + " for them)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--prompt-seed", o.prompt_seed, "Seed of the --tokens prompt")->capture_default_str();
+  sub->add_option("--ids", o.ids,
+                  "The prompt as token ids, comma-separated (e.g. for models whose tokenizer Cascade lacks, "
+                  "such as BERT's WordPiece)")
+      ->delimiter(',');
+  sub->add_option("--hidden-out", o.hidden_out,
+                  "Encoders (bert): write the last hidden states (prompt tokens × d_model float32, "
+                  "little-endian, row-major) to this file");
   sub->add_option("-n,--n-predict", o.n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
   sub->add_option("--temperature", o.sampler.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   sub->add_option("--top-k", o.sampler.top_k, "Sample among the k most likely tokens (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", o.sampler.seed, "Sampling seed")->capture_default_str();
   sub->add_option("-t,--threads", o.threads, "CPU threads (default: OpenMP/OpenBLAS defaults)")->check(CLI::NonNegativeNumber);
+}
+
+void write_hidden(const std::string& path, const std::vector<float>& hidden) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(hidden.data()), (std::streamsize)(4 * hidden.size()));
+  out.close();
+  if (!out) throw std::runtime_error("cannot write --hidden-out file '" + path + "'");
+}
+
+std::string hidden_summary(const std::vector<float>& hidden, int d) {
+  const size_t rows = d > 0 ? hidden.size() / d : 0;
+  double sum = 0, max_abs = 0;
+  for (float v : hidden) {
+    sum += v;
+    max_abs = std::max(max_abs, (double)std::fabs(v));
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "last hidden states: %zu × %d, mean %.6g, max |h| %.6g; row 0 starts %.6g %.6g %.6g",
+                rows, d, hidden.empty() ? 0.0 : sum / hidden.size(), max_abs, hidden.size() > 0 ? hidden[0] : 0.0,
+                hidden.size() > 1 ? hidden[1] : 0.0, hidden.size() > 2 ? hidden[2] : 0.0);
+  return buf;
 }
 
 namespace {
@@ -93,7 +124,9 @@ LoadedModel load_model(const ModelSpec& spec, bool weights) {
   GgufFile g(spec.path);
   lm.cfg = ModelConfig::from_gguf(g);
   if (weights) lm.model = Model::load(g);
-  lm.tokenizer = std::make_unique<Tokenizer>(g);
+  // Only byte-level BPE is built in; other models (bert's WordPiece) take token ids.
+  if (g.has("tokenizer.ggml.model") && g.get_string("tokenizer.ggml.model") == "gpt2")
+    lm.tokenizer = std::make_unique<Tokenizer>(g);
   lm.chatml = g.has("tokenizer.chat_template") &&
               g.get_string("tokenizer.chat_template").find("<|im_start|>") != std::string::npos;
   return lm;
@@ -129,13 +162,30 @@ std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions&
     throw std::invalid_argument("give the prompt either as text (--prompt, --prompt-file, --raw) or as --tokens N, not both");
   if (!lm.tokenizer && o.text_given)
     throw std::invalid_argument(lm.spec.path + " has no tokenizer, so --prompt, --prompt-file and --raw do not "
-                                "apply: give the prompt as --tokens N (random token ids, --prompt-seed S)");
+                                "apply: give the prompt as --ids I,J,... or --tokens N (random token ids, --prompt-seed S)");
+  if (!o.ids.empty() && (o.tokens > 0 || o.text_given))
+    throw std::invalid_argument("give the prompt one way: --ids, --tokens N, or text (--prompt, --prompt-file, --raw)");
   std::vector<int32_t> ids;
-  if (o.tokens > 0 || !lm.tokenizer)
+  if (!o.ids.empty()) {
+    ids = o.ids;
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] < 0 || ids[i] >= cfg.n_vocab)
+        throw std::invalid_argument("--ids: token id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                                    " is outside the vocabulary 0.." + std::to_string(cfg.n_vocab - 1));
+  } else if (o.tokens > 0 || !lm.tokenizer) {
     ids = synthetic_prompt(o.tokens > 0 ? o.tokens : kDefaultSyntheticTokens, cfg.n_vocab, o.prompt_seed);
-  else
+  } else {
     ids = encode_text(lm, o);
+  }
   if (ids.empty()) throw std::invalid_argument("the prompt encodes to no tokens");
+  if (cfg.encoder()) {  // one pass over the input, nothing generated
+    if ((int)ids.size() > cfg.n_ctx)
+      throw std::invalid_argument("input (" + std::to_string(ids.size()) + " tokens) exceeds the model context of " +
+                                  std::to_string(cfg.n_ctx));
+    return ids;
+  }
+  if (!o.hidden_out.empty())
+    throw std::invalid_argument("--hidden-out is for encoders (bert); " + cfg.arch + " outputs tokens");
   if ((int)ids.size() + o.n_predict > cfg.n_ctx)
     throw std::invalid_argument("prompt (" + std::to_string(ids.size()) + " tokens) plus " +
                                 std::to_string(o.n_predict) + " generated tokens exceeds the model context of " +

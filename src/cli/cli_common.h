@@ -40,6 +40,8 @@ struct GenerateOptions {
   bool text_given = false;  // --prompt, --prompt-file or --raw was given
   int tokens = 0;      // --tokens N: N random token ids instead of a text prompt (0: not given)
   uint64_t prompt_seed = kDefaultPromptSeed;
+  std::vector<int32_t> ids;  // --ids: the prompt as token ids
+  std::string hidden_out;    // --hidden-out FILE (encoders)
   int n_predict = 32;
   bool ignore_eos = false;
   int threads = 0;
@@ -47,6 +49,11 @@ struct GenerateOptions {
 };
 
 void add_generate_options(CLI::App* sub, GenerateOptions& o);
+
+// --hidden-out: an encoder's last hidden states as raw float32. Throws on an I/O error.
+void write_hidden(const std::string& path, const std::vector<float>& hidden);
+// One line describing (rows, d) hidden states: shape, mean, max |h|, the first values.
+std::string hidden_summary(const std::vector<float>& hidden, int d);
 
 // The command line this process was started with (main.cpp records it), for traces.
 void set_command_line(int argc, char** argv);

@@ -17,7 +17,8 @@ namespace cascade::cli {
 
 void add_generate_command(CLI::App& app) {
   auto opt = std::make_shared<GenerateOptions>();
-  CLI::App* sub = app.add_subcommand("generate", "Single-process reference inference on one model");
+  CLI::App* sub = app.add_subcommand(
+      "generate", "Single-process reference inference on one model (an encoder: one pass, printing its last hidden states)");
   add_generate_options(sub, *opt);
   sub->callback([opt] {
     set_cpu_threads(opt->threads);
@@ -25,7 +26,7 @@ void add_generate_command(CLI::App& app) {
     const std::vector<int32_t> prompt = encode_prompt(lm, *opt);
     Reference ref(lm.model);
     Sampler sampler(opt->sampler);
-    if (lm.tokenizer && opt->tokens == 0)
+    if ((lm.tokenizer && opt->tokens == 0) || !opt->ids.empty())
       std::fprintf(stderr, "prompt: %zu tokens\n", prompt.size());
     else  // no text to show: the output is token ids
       std::fprintf(stderr, "prompt: %zu random token ids (--prompt-seed %llu)\n", prompt.size(),
@@ -33,6 +34,15 @@ void add_generate_command(CLI::App& app) {
 
     using clock = std::chrono::steady_clock;
     auto t0 = clock::now();
+    if (lm.cfg.encoder()) {  // one bidirectional pass; the output is the last hidden states
+      const std::vector<float> hidden = ref.encode(prompt);
+      const double t = std::chrono::duration<double>(clock::now() - t0).count();
+      std::printf("%s\n", hidden_summary(hidden, lm.cfg.d_model).c_str());
+      if (!opt->hidden_out.empty()) write_hidden(opt->hidden_out, hidden);
+      std::fprintf(stderr, "encode: %zu tokens in %.3f s (%.1f tok/s)%s\n", prompt.size(), t, prompt.size() / t,
+                   opt->hidden_out.empty() ? "" : (", written to " + opt->hidden_out).c_str());
+      return;
+    }
     std::vector<float> logits = ref.forward(prompt);
     const double t_prefill = std::chrono::duration<double>(clock::now() - t0).count();
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,15 @@ ReferenceCheck check_against_reference(const Model& model, const std::vector<int
                                        const ClientResult& cr, bool greedy) {
   ReferenceCheck rc;
   Reference ref(model);
+  if (model.cfg.encoder()) {  // every position's last hidden row
+    const int d = model.cfg.d_model;
+    const double t0 = ComputeTimer::now();
+    const std::vector<float> hidden = ref.encode(prompt);
+    rc.compute_s = ComputeTimer::now() - t0;
+    for (size_t r = 0; r < prompt.size(); ++r)
+      rc.max_rel_err = std::max(rc.max_rel_err, max_rel_error(cr.hidden.data() + r * d, hidden.data() + r * d, d));
+    return rc;
+  }
   const int V = model.cfg.n_vocab;
   for (size_t i = 0; i < cr.logits.size(); ++i) {
     const double t0 = ComputeTimer::now();  // CPU time, as the parties' compute is measured
@@ -75,7 +85,8 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   setup.prompt = encode_prompt(lm, o.gen);
   ScheduleParams p = o.sched;
   p.n_prompt = (int)setup.prompt.size();
-  p.n_positions = p.n_prompt + o.gen.n_predict - 1;
+  const int n_generate = lm.cfg.encoder() ? 1 : o.gen.n_predict;  // an encoder: one pass
+  p.n_positions = p.n_prompt + n_generate - 1;
   p.shape = lm.cfg.shape();
   setup.schedule = make_schedule(p);
   exposure = check_security(setup.schedule, o.rho, o.insecure);
@@ -85,7 +96,7 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
                  "attack, README \"Attacks\"); cascade plan lists how many\n",
                  exposure.warnings.size(), exposure.warnings.size() == 1 ? "" : "s",
                  exposure.warnings.size() == 1 ? "its" : "their");
-  setup.client.n_generate = o.gen.n_predict;
+  setup.client.n_generate = n_generate;
   setup.client.sampler = o.gen.sampler;
   setup.client.keep_logits = o.compare_reference;
   setup.client.stop_token = o.gen.ignore_eos ? -1 : lm.eos_id();
@@ -150,13 +161,21 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const LoadedMod
                                    {"differences", bytes.problems}}},
                         {"messages_per_layer", est.messages_per_layer()},
                         {"compute_s_sum", compute}, {"parties", parties}};
+    j["family"] = family_name(lm.cfg.family);
+    if (lm.cfg.encoder())
+      j["hidden"] = {{"rows", rep.client.hidden.size() / lm.cfg.d_model}, {"d", lm.cfg.d_model},
+                     {"summary", hidden_summary(rep.client.hidden, lm.cfg.d_model)}};
     if (rc)
       j["reference"] = {{"compute_s", rc->compute_s}, {"max_rel_err", rc->max_rel_err},
                         {"same_tokens", rc->same_tokens}, {"overhead", compute / rc->compute_s}};
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("\n\nwall time: %.3f s for %d prompt tokens + %d generated\n", wall, s.n_prompt, n_gen);
+  if (lm.cfg.encoder())
+    std::printf("%s\n\nwall time: %.3f s for %d input tokens (one pass)\n",
+                hidden_summary(rep.client.hidden, lm.cfg.d_model).c_str(), wall, s.n_prompt);
+  else
+    std::printf("\n\nwall time: %.3f s for %d prompt tokens + %d generated\n", wall, s.n_prompt, n_gen);
   std::printf("bytes moved: %llu (protocol) + %llu (message headers), counted by every sender and every receiver:\n"
               "  %s\n",
               (unsigned long long)bytes.protocol, (unsigned long long)bytes.headers,
@@ -168,9 +187,13 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const LoadedMod
               (unsigned long long)bytes.reports);
   std::printf("views: every message was checked against its receiver's view on arrival: no violation\n");
   if (rc) {
-    std::printf("single-process reference: max relative logit difference %.2e, %s tokens;\n"
-                "  compute summed over all parties %.3f s / reference %.3f s = %.2fx\n",
-                rc->max_rel_err, rc->same_tokens ? "same" : "DIFFERENT", compute, rc->compute_s,
+    if (lm.cfg.encoder())
+      std::printf("single-process reference: max relative hidden-state difference %.2e (worst row);\n",
+                  rc->max_rel_err);
+    else
+      std::printf("single-process reference: max relative logit difference %.2e, %s tokens;\n", rc->max_rel_err,
+                  rc->same_tokens ? "same" : "DIFFERENT");
+    std::printf("  compute summed over all parties %.3f s / reference %.3f s = %.2fx\n", compute, rc->compute_s,
                 compute / rc->compute_s);
   }
   std::printf("\n%-5s %-16s %10s %10s %10s %14s %9s %9s %9s %9s\n", "rank", "party", "compute s", "wait s",
@@ -258,6 +281,8 @@ int run(const RunOptions& o) {
       if (o.trace_views && o.trace.empty()) throw std::invalid_argument("--trace-views needs --trace FILE");
       // An unwritable trace path fails now, before any compute.
       if (!o.trace.empty()) check_trace_path(o.trace, o.force);
+      if (!o.gen.hidden_out.empty() && !std::ofstream(o.gen.hidden_out, std::ios::app))
+        throw std::invalid_argument("cannot write --hidden-out file '" + o.gen.hidden_out + "'");
       lm.emplace(load_model(resolve_model(o.gen.model)));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
@@ -273,11 +298,19 @@ int run(const RunOptions& o) {
                                  : "";
       const std::string synth =
           lm->tokenizer ? "" : "model " + lm->cfg.name + " (" + std::to_string(lm->cfg.n_layer) + " layers), ";
-      std::printf("Cascade run: %s, α = %d, β = %d%s, %s attention sharding, LM head at the %s: %d ranks;\n"
-                  "%sprompt %d tokens, %d to generate, ρ = %d%s\n",
-                  s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), attn_sharding_name(s.attn_sharding),
-                  lm_head_name(s.lm_head), s.n_ranks(), synth.c_str(), s.n_prompt, o.gen.n_predict, o.rho,
-                  o.insecure ? " (--insecure)" : "");
+      if (lm->cfg.encoder())
+        std::printf("Cascade run: %s, α = %d, β = %d%s, %s attention sharding: %d ranks;\n"
+                    "%s%s encoder (bidirectional attention), input %d tokens, one pass: the client gets the last "
+                    "hidden states; ρ = %d%s\n",
+                    s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), attn_sharding_name(s.attn_sharding),
+                    s.n_ranks(), synth.c_str(), lm->cfg.arch.c_str(), s.n_prompt, o.rho,
+                    o.insecure ? " (--insecure)" : "");
+      else
+        std::printf("Cascade run: %s, α = %d, β = %d%s, %s attention sharding, LM head at the %s: %d ranks;\n"
+                    "%sprompt %d tokens, %d to generate, ρ = %d%s\n",
+                    s.strategy.c_str(), s.alpha, s.beta, cd.c_str(), attn_sharding_name(s.attn_sharding),
+                    lm_head_name(s.lm_head), s.n_ranks(), synth.c_str(), s.n_prompt, o.gen.n_predict, o.rho,
+                    o.insecure ? " (--insecure)" : "");
       print_exposure(exposure);
       std::printf("\n");
       setup.client.on_token = [&, first = true](int32_t tok) mutable {
@@ -311,6 +344,14 @@ int run(const RunOptions& o) {
     rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
   const ByteCheck bytes = check_bytes(rep);
   print_report(o, rep, *lm, wall, exposure, bytes, rc);
+  if (!o.gen.hidden_out.empty()) {
+    try {
+      write_hidden(o.gen.hidden_out, rep.client.hidden);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cascade run: error: %s\n", e.what());
+      return 5;
+    }
+  }
   if (!o.trace.empty()) {
     try {
       write_run_trace(o, rep, *lm, start_time);

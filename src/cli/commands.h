@@ -15,6 +15,7 @@ void add_tokenize_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 void add_trace_command(CLI::App& app);
 void add_attack_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 
 // `cascade attack features` (cmd_attack_features.cpp), added to the `attack` group that
 // add_attack_command (cmd_attack.cpp) creates.

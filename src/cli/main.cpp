@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   cascade::cli::add_tokenize_command(app);
   cascade::cli::add_trace_command(app);
   cascade::cli::add_attack_command(app);
+  cascade::cli::add_export_command(app);
   cascade::cli::add_attack_features(*app.get_subcommand("attack"));  // cmd_attack_features.cpp
   try {
     app.parse(argc, argv);

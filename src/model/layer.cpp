@@ -1,17 +1,48 @@
 #include "cascade/layer.h"
 
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
 namespace cascade {
+namespace {
 
-void embed_tokens(const Model& model, const int32_t* ids, int n, float* h) {
-  const int d = model.cfg.d_model;
+// y(n, d) = norm(x) with the family's norm: RMSNorm (llama) or LayerNorm with bias.
+void norm(Backend& be, const ModelConfig& c, const float* x, const float* w, const float* b,
+          float* y, int n) {
+  if (c.layer_norm())
+    be.layernorm(x, w, b, y, n, c.d_model, c.norm_eps);
+  else
+    be.rmsnorm(x, w, y, n, c.d_model, c.norm_eps);
+}
+
+}  // namespace
+
+void embed_tokens(const Model& model, const int32_t* ids, int n, float* h, const int32_t* pos,
+                  Backend* be) {
+  const ModelConfig& c = model.cfg;
+  const int d = c.d_model;
+  if (!c.rope() && pos == nullptr)
+    throw std::invalid_argument(c.arch + " embeds positions: embed_tokens needs them");
   for (int i = 0; i < n; ++i) {
-    if (ids[i] < 0 || ids[i] >= model.cfg.n_vocab)
+    if (ids[i] < 0 || ids[i] >= c.n_vocab)
       throw std::out_of_range("token id " + std::to_string(ids[i]) + " outside the vocabulary");
-    std::memcpy(h + (long)i * d, model.tok_embd + (long)ids[i] * d, sizeof(float) * d);
+    float* row = h + (long)i * d;
+    std::memcpy(row, model.tok_embd + (long)ids[i] * d, sizeof(float) * d);
+    if (c.rope()) continue;
+    if (pos[i] < 0 || pos[i] >= c.n_ctx)
+      throw std::out_of_range("position " + std::to_string(pos[i]) + " outside the model's context of " +
+                              std::to_string(c.n_ctx));
+    const float* p = model.pos_embd + (long)pos[i] * d;  // learned absolute position
+    for (int j = 0; j < d; ++j) row[j] += p[j];
+    if (model.type_embd)  // bert: every token is of type 0
+      for (int j = 0; j < d; ++j) row[j] += model.type_embd[j];
+  }
+  if (model.embd_norm) {  // bert: LayerNorm of the sum
+    std::unique_ptr<Backend> own;
+    if (!be) own = make_cpu_backend();
+    norm(be ? *be : *own, c, h, model.embd_norm, model.embd_norm_b, h, n);
   }
 }
 
@@ -22,36 +53,66 @@ void layer_prepass(Backend& be, const Model& model, int layer, const float* h,
   const int d_qkv = c.d_q() + 2 * c.d_kv();
   ws.x.resize((size_t)n * c.d_model);
   ws.big.resize((size_t)n * d_qkv);
-  be.rmsnorm(h, w.attn_norm, ws.x.data(), n, c.d_model, c.rms_eps);
-  be.matmul_wt(ws.x.data(), w.wqkv, ws.big.data(), n, c.d_model, d_qkv, false);
+  const float* x = h;  // bert normalises after attention, not before
+  if (c.family != Family::bert) {
+    norm(be, c, h, w.attn_norm, w.attn_norm_b, ws.x.data(), n);
+    x = ws.x.data();
+  }
+  be.matmul_wt(x, w.wqkv, ws.big.data(), n, c.d_model, d_qkv, false);
+  if (w.bqkv) be.add_bias(ws.big.data(), w.bqkv, n, d_qkv);
   for (int i = 0; i < n; ++i) {  // split each row [q | k | v]
     const float* r = ws.big.data() + (size_t)i * d_qkv;
     std::memcpy(q + (size_t)i * c.d_q(), r, sizeof(float) * c.d_q());
     std::memcpy(k + (size_t)i * c.d_kv(), r + c.d_q(), sizeof(float) * c.d_kv());
     std::memcpy(v + (size_t)i * c.d_kv(), r + c.d_q() + c.d_kv(), sizeof(float) * c.d_kv());
   }
-  be.rope(q, pos, n, c.n_head, c.d_head, c.rope_theta);
-  be.rope(k, pos, n, c.n_head_kv, c.d_head, c.rope_theta);
+  if (c.rope()) {
+    be.rope(q, pos, n, c.n_head, c.d_head, c.rope_theta);
+    be.rope(k, pos, n, c.n_head_kv, c.d_head, c.rope_theta);
+  }
 }
 
 void layer_postpass(Backend& be, const Model& model, int layer, float* h, const float* o, int n,
                     LayerScratch& ws) {
   const ModelConfig& c = model.cfg;
   const LayerWeights& w = model.layers[layer];
-  be.matmul_wt(o, w.wo, h, n, c.d_q(), c.d_model, true);  // residual
-  ws.x.resize((size_t)n * c.d_model);
-  ws.big.resize((size_t)n * 2 * c.d_ff);
+  const int d = c.d_model;
+  be.matmul_wt(o, w.wo, h, n, c.d_q(), d, true);  // residual
+  if (w.bo) be.add_bias(h, w.bo, n, d);
+  ws.x.resize((size_t)n * d);
+  if (c.family == Family::llama) {
+    // h += W_down·(silu(x·W_gateᵀ) ⊙ x·W_upᵀ), x = RMSNorm(h)
+    ws.big.resize((size_t)n * 2 * c.d_ff);
+    ws.act.resize((size_t)n * c.d_ff);
+    be.rmsnorm(h, w.ffn_norm, ws.x.data(), n, d, c.norm_eps);
+    be.matmul_wt(ws.x.data(), w.w_gate_up, ws.big.data(), n, d, 2 * c.d_ff, false);
+    be.swiglu(ws.big.data(), ws.act.data(), n, c.d_ff);
+    be.matmul_wt(ws.act.data(), w.w_down, h, n, c.d_ff, d, true);  // residual
+    return;
+  }
+  // gpt2: x = LN(h), h += W_down·gelu(x·W_upᵀ + b_up) + b_down (pre-norm).
+  // bert: h = LN(h) (post-attention norm), then h = LN(h + W_down·gelu(h·W_upᵀ + b_up) + b_down).
+  const bool bert = c.family == Family::bert;
+  if (bert) norm(be, c, h, w.attn_norm, w.attn_norm_b, h, n);
   ws.act.resize((size_t)n * c.d_ff);
-  be.rmsnorm(h, w.ffn_norm, ws.x.data(), n, c.d_model, c.rms_eps);
-  be.matmul_wt(ws.x.data(), w.w_gate_up, ws.big.data(), n, c.d_model, 2 * c.d_ff, false);
-  be.swiglu(ws.big.data(), ws.act.data(), n, c.d_ff);
-  be.matmul_wt(ws.act.data(), w.w_down, h, n, c.d_ff, c.d_model, true);  // residual
+  const float* x = h;
+  if (!bert) {
+    norm(be, c, h, w.ffn_norm, w.ffn_norm_b, ws.x.data(), n);
+    x = ws.x.data();
+  }
+  be.matmul_wt(x, w.w_up, ws.act.data(), n, d, c.d_ff, false);
+  be.add_bias(ws.act.data(), w.b_up, n, c.d_ff);
+  be.gelu(ws.act.data(), (size_t)n * c.d_ff, /*tanh_approx=*/!bert);
+  be.matmul_wt(ws.act.data(), w.w_down, h, n, c.d_ff, d, true);  // residual
+  be.add_bias(h, w.b_down, n, d);
+  if (bert) norm(be, c, h, w.ffn_norm, w.ffn_norm_b, h, n);
 }
 
 void final_logits(Backend& be, const Model& model, const float* h, int n, float* logits) {
   const ModelConfig& c = model.cfg;
+  if (c.encoder()) throw std::logic_error(c.arch + " has no LM head: its output is the hidden states");
   std::vector<float> x((size_t)n * c.d_model);
-  be.rmsnorm(h, model.out_norm, x.data(), n, c.d_model, c.rms_eps);
+  norm(be, c, h, model.out_norm, model.out_norm_b, x.data(), n);
   be.matmul_wt(x.data(), model.lm_head(), logits, n, c.d_model, c.n_vocab, false);
 }
 

@@ -26,20 +26,52 @@ std::vector<WeightSpec> Model::weight_specs(const ModelConfig& c) {
   // GGUF shapes are ne = [in, out] (ne[0] fastest); vectors are [d, 1].
   const uint64_t d = c.d_model, dq = c.d_q(), dkv = c.d_kv(), ff = c.d_ff, nv = c.n_vocab;
   std::vector<WeightSpec> s;
-  s.push_back({"token_embd", {{"token_embd.weight", d, nv}}});
-  s.push_back({"output_norm", {{"output_norm.weight", d, 1}}});
-  if (!c.tied_output) s.push_back({"output", {{"output.weight", d, nv}}});
+  // A tensor of one part, and its bias ("x.bias" stored as "x_b").
+  auto plain = [&s](const std::string& name, uint64_t ne0, uint64_t ne1) {
+    s.push_back({name, {{name + ".weight", ne0, ne1}}});
+  };
+  auto bias = [&s](const std::string& name, uint64_t n) {
+    s.push_back({name + "_b", {{name + ".bias", n, 1}}});
+  };
+  auto norm = [&](const std::string& name) {
+    plain(name, d, 1);
+    if (c.layer_norm()) bias(name, d);
+  };
+  plain("token_embd", d, nv);
+  if (c.family != Family::llama) plain("position_embd", d, (uint64_t)c.n_ctx);
+  if (c.family == Family::bert) {
+    plain("token_types", d, (uint64_t)c.n_token_types);
+    norm("token_embd_norm");
+  }
+  if (!c.encoder()) norm("output_norm");
+  if (!c.tied_output) plain("output", d, nv);
   for (int l = 0; l < c.n_layer; ++l) {
-    s.push_back({blk(l, "attn_norm"), {{blk(l, "attn_norm.weight"), d, 1}}});
-    s.push_back({blk(l, "attn_qkv"),
-                 {{blk(l, "attn_q.weight"), d, dq},
-                  {blk(l, "attn_k.weight"), d, dkv},
-                  {blk(l, "attn_v.weight"), d, dkv}}});
-    s.push_back({blk(l, "attn_output"), {{blk(l, "attn_output.weight"), dq, d}}});
-    s.push_back({blk(l, "ffn_norm"), {{blk(l, "ffn_norm.weight"), d, 1}}});
-    s.push_back({blk(l, "ffn_gate_up"),
-                 {{blk(l, "ffn_gate.weight"), d, ff}, {blk(l, "ffn_up.weight"), d, ff}}});
-    s.push_back({blk(l, "ffn_down"), {{blk(l, "ffn_down.weight"), ff, d}}});
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (c.family != Family::bert) norm(b + "attn_norm");
+    if (c.family == Family::gpt2) {
+      plain(b + "attn_qkv", d, dq + 2 * dkv);  // fused in GPT-2's GGUF
+      bias(b + "attn_qkv", dq + 2 * dkv);
+    } else {
+      s.push_back({b + "attn_qkv",
+                   {{b + "attn_q.weight", d, dq}, {b + "attn_k.weight", d, dkv}, {b + "attn_v.weight", d, dkv}}});
+      if (c.family == Family::bert)
+        s.push_back({b + "attn_qkv_b",
+                     {{b + "attn_q.bias", dq, 1}, {b + "attn_k.bias", dkv, 1}, {b + "attn_v.bias", dkv, 1}}});
+    }
+    plain(b + "attn_output", dq, d);
+    if (c.family != Family::llama) bias(b + "attn_output", d);
+    if (c.family == Family::bert) norm(b + "attn_output_norm");
+    if (c.family == Family::gpt2) norm(b + "ffn_norm");
+    if (c.family == Family::llama) {
+      norm(b + "ffn_norm");
+      s.push_back({b + "ffn_gate_up", {{b + "ffn_gate.weight", d, ff}, {b + "ffn_up.weight", d, ff}}});
+    } else {
+      plain(b + "ffn_up", d, ff);
+      bias(b + "ffn_up", ff);
+    }
+    plain(b + "ffn_down", ff, d);
+    if (c.family != Family::llama) bias(b + "ffn_down", d);
+    if (c.family == Family::bert) norm(b + "layer_output_norm");
   }
   return s;
 }
@@ -57,18 +89,36 @@ Model Model::from_store(const ModelConfig& cfg, std::shared_ptr<const WeightStor
   // Element counts from the shapes the kernels assume (independently of the specs).
   const WeightStore& w = *m.weights;
   const uint64_t d = c.d_model, dq = c.d_q(), dkv = c.d_kv(), ff = c.d_ff, nv = c.n_vocab;
+  const bool ln = c.layer_norm(), llama = c.family == Family::llama, bert = c.family == Family::bert;
+  auto opt = [&w](bool present, const std::string& name, uint64_t n) {
+    return present ? w.tensor(name, n) : nullptr;
+  };
   m.tok_embd = w.tensor("token_embd", nv * d);
-  m.out_norm = w.tensor("output_norm", d);
+  m.pos_embd = opt(!llama, "position_embd", (uint64_t)c.n_ctx * d);
+  m.type_embd = opt(bert, "token_types", (uint64_t)c.n_token_types * d);
+  m.embd_norm = opt(bert, "token_embd_norm", d);
+  m.embd_norm_b = opt(bert, "token_embd_norm_b", d);
+  m.out_norm = opt(!c.encoder(), "output_norm", d);
+  m.out_norm_b = opt(!c.encoder() && ln, "output_norm_b", d);
   if (!c.tied_output) m.output = w.tensor("output", nv * d);
   m.layers.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
     LayerWeights& lw = m.layers[l];
-    lw.attn_norm = w.tensor(blk(l, "attn_norm"), d);
+    const std::string an = bert ? "attn_output_norm" : "attn_norm";
+    const std::string fn = bert ? "layer_output_norm" : "ffn_norm";
+    lw.attn_norm = w.tensor(blk(l, an.c_str()), d);
+    lw.attn_norm_b = opt(ln, blk(l, (an + "_b").c_str()), d);
     lw.wqkv = w.tensor(blk(l, "attn_qkv"), (dq + 2 * dkv) * d);
+    lw.bqkv = opt(!llama, blk(l, "attn_qkv_b"), dq + 2 * dkv);
     lw.wo = w.tensor(blk(l, "attn_output"), d * dq);
-    lw.ffn_norm = w.tensor(blk(l, "ffn_norm"), d);
-    lw.w_gate_up = w.tensor(blk(l, "ffn_gate_up"), 2 * ff * d);
+    lw.bo = opt(!llama, blk(l, "attn_output_b"), d);
+    lw.ffn_norm = w.tensor(blk(l, fn.c_str()), d);
+    lw.ffn_norm_b = opt(ln, blk(l, (fn + "_b").c_str()), d);
+    lw.w_gate_up = opt(llama, blk(l, "ffn_gate_up"), 2 * ff * d);
+    lw.w_up = opt(!llama, blk(l, "ffn_up"), ff * d);
+    lw.b_up = opt(!llama, blk(l, "ffn_up_b"), ff);
     lw.w_down = w.tensor(blk(l, "ffn_down"), d * ff);
+    lw.b_down = opt(!llama, blk(l, "ffn_down_b"), d);
   }
   return m;
 }

@@ -1,4 +1,4 @@
-// Synthetic llama-family models: the table of shapes and the weight generator (synthetic.h).
+// Synthetic models: the table of shapes and the weight generator (synthetic.h).
 #include "cascade/synthetic.h"
 
 #include <cmath>
@@ -23,6 +23,19 @@ const std::vector<SyntheticShape> kShapes = {
      "HuggingFaceTB/SmolLM2-135M config.json (the default model's shape)"},
     {"tiny",              2,     64,    4,   2,   128,    256,  512, 10000.0f,  1e-5f, false,
      "Cascade's own, for fast tests (GQA, untied)"},
+    // GPT-2 (tied LM head; rope θ unused) and BERT (no LM head; 2 token types).
+    {"gpt2",             12,    768,   12,  12,  3072,  50257, 1024,     0.0f,  1e-5f, true,
+     "openai-community/gpt2 config.json", Family::gpt2},
+    {"gpt2-medium",      24,   1024,   16,  16,  4096,  50257, 1024,     0.0f,  1e-5f, true,
+     "openai-community/gpt2-medium config.json", Family::gpt2},
+    {"gpt2-tiny",         2,     64,    4,   4,   256,    256,  512,     0.0f,  1e-5f, true,
+     "Cascade's own, for fast tests", Family::gpt2},
+    {"bert-base",        12,    768,   12,  12,  3072,  30522,  512,     0.0f, 1e-12f, true,
+     "google-bert/bert-base-uncased config.json", Family::bert, 2},
+    {"bert-large",       24,   1024,   16,  16,  4096,  30522,  512,     0.0f, 1e-12f, true,
+     "google-bert/bert-large-uncased config.json", Family::bert, 2},
+    {"bert-tiny",         2,     64,    4,   4,   256,    256,  512,     0.0f, 1e-12f, true,
+     "Cascade's own, for fast tests", Family::bert, 2},
 };
 
 // SplitMix64's output function (Steele, Lea & Flood, OOPSLA 2014): a bijection of 64-bit
@@ -77,7 +90,9 @@ ModelConfig synthetic_config(const std::string& model, int layers) {
                                 model + ": it has " + std::to_string(s.n_layer) +
                                 " layers (1 ≤ L ≤ " + std::to_string(s.n_layer) + ")");
   ModelConfig c;
-  c.arch = "llama";
+  c.family = s.family;
+  c.arch = family_name(s.family);
+  c.n_token_types = s.n_token_types;
   c.name = std::string(kSyntheticPrefix) + s.name;
   c.n_layer = layers == 0 ? s.n_layer : layers;
   c.d_model = s.d_model;
@@ -88,7 +103,7 @@ ModelConfig synthetic_config(const std::string& model, int layers) {
   c.n_vocab = s.n_vocab;
   c.n_ctx = s.n_ctx;
   c.rope_theta = s.rope_theta;
-  c.rms_eps = s.rms_eps;
+  c.norm_eps = s.norm_eps;
   c.tied_output = s.tied_output;
   return c;
 }

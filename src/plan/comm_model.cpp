@@ -139,6 +139,9 @@ PlannedMessage final_row(const Schedule& s, int p) {
 }
 
 void check_run(const Schedule& s, int n_generate) {
+  if (s.shape.encoder() && n_generate != 1)
+    throw std::invalid_argument("comm model: an encoder runs its input once and generates nothing; got n_generate = " +
+                                std::to_string(n_generate));
   if (n_generate < 1)
     throw std::invalid_argument("comm model: a run samples at least 1 token, got n_generate = " +
                                 std::to_string(n_generate));
@@ -193,7 +196,16 @@ std::vector<PlannedMessage> messages_prefill(const Schedule& s, int elem_bytes) 
     if (rows) out.push_back(one_part(0, s.comp_rank(k), -1, CommKind::tokens, kTokenBytes * rows, rows));
   }
   add_layers(out, s, 0, s.n_prompt, elem_bytes);
-  out.push_back(final_row(s, s.n_prompt - 1));
+  if (s.shape.encoder()) {  // every CompNode returns the last hidden rows of its positions
+    for (int k = 0; k < s.alpha; ++k) {
+      const uint64_t rows = s.positions(0, s.n_prompt, k).size();
+      if (rows)
+        out.push_back(one_part(s.comp_rank(k), 0, -1, CommKind::hidden,
+                               kFloatBytes * static_cast<uint64_t>(s.shape.d_model) * rows, rows));
+    }
+  } else {
+    out.push_back(final_row(s, s.n_prompt - 1));
+  }
   return out;
 }
 

@@ -309,7 +309,7 @@ std::vector<uint8_t> serialize(const Schedule& s) {
   if (s.strategy.size() > kMaxStrategyLen)
     throw std::runtime_error("serialize: strategy name too long");
   std::vector<uint8_t> out;
-  out.reserve(76 + s.strategy.size() + 8 * static_cast<size_t>(s.n_positions));
+  out.reserve(80 + s.strategy.size() + 8 * static_cast<size_t>(s.n_positions));
   for (char ch : kMagic) out.push_back(static_cast<uint8_t>(ch));
   put_u32(out, kScheduleVersion);
   put_u32(out, static_cast<uint32_t>(s.strategy.size()));
@@ -324,7 +324,7 @@ std::vector<uint8_t> serialize(const Schedule& s) {
   put_i32(out, s.n_prompt);
   put_i32(out, s.n_positions);
   for (int v : {s.shape.n_layer, s.shape.d_model, s.shape.n_head, s.shape.n_head_kv,
-                s.shape.d_head, s.shape.n_vocab})
+                s.shape.d_head, s.shape.n_vocab, static_cast<int32_t>(s.shape.family)})
     put_i32(out, v);
   for (int32_t v : s.comp) put_i32(out, v);
   for (int32_t v : s.att) put_i32(out, v);
@@ -365,6 +365,10 @@ Schedule deserialize(const uint8_t* data, size_t size) {
   s.shape.n_head_kv = r.i32("n_head_kv");
   s.shape.d_head = r.i32("d_head");
   s.shape.n_vocab = r.i32("n_vocab");
+  const int32_t family = r.i32("family");
+  if (family < 0 || family > static_cast<int32_t>(Family::bert))
+    throw std::runtime_error("corrupt schedule: model family " + std::to_string(family));
+  s.shape.family = static_cast<Family>(family);
   if (s.n_positions < 1)
     throw std::runtime_error("corrupt schedule: n_positions = " +
                              std::to_string(s.n_positions));

@@ -51,10 +51,11 @@ class AttnNode {
     for (int k = 0; k < alpha; ++k) q_pos.insert(q_pos.end(), qk[k].begin(), qk[k].end());
     for (int k = 0; k < alpha; ++k) k_pos_.insert(k_pos_.end(), kvk[k].begin(), kvk[k].end());
 
-    // (query, key) pairs the causal attention scores, for the trace's FLOP counts.
+    // (query, key) pairs the attention scores, for the trace's FLOP counts.
     uint64_t pairs = 0;
     TraceRecorder* trace = t_.trace();
-    if (trace) {
+    if (trace && !c_.causal()) pairs = (uint64_t)q_pos.size() * k_pos_.size();
+    if (trace && c_.causal()) {
       std::vector<int32_t> keys(k_pos_);
       std::sort(keys.begin(), keys.end());
       for (int32_t p : q_pos) pairs += std::upper_bound(keys.begin(), keys.end(), p) - keys.begin();
@@ -95,7 +96,7 @@ class AttnNode {
         PartialAttnArgs pa;
         pa.q = q.data(); pa.q_pos = q_pos.data(); pa.nq = nq;
         pa.k = kc.data(); pa.v = vc.data(); pa.k_pos = k_pos_.data(); pa.nk = (int)k_pos_.size();
-        pa.n_head = c_.n_head; pa.n_head_kv = c_.n_head_kv; pa.d_head = c_.d_head; pa.causal = true;
+        pa.n_head = c_.n_head; pa.n_head_kv = c_.n_head_kv; pa.d_head = c_.d_head; pa.causal = c_.causal();
         pa.m = m.data(); pa.e = e.data(); pa.u = u.data();
         be_.partial_attention(pa);
         attention.end(cost_attention(c_, nq, k_pos_.size(), pairs));

@@ -67,6 +67,23 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
   }
   t.wait_all(h);
 
+  if (s.shape.encoder()) {  // one pass; every CompNode returns the last hidden rows it owns
+    if (opt.n_generate != 1)
+      throw std::invalid_argument("an encoder generates nothing: run it once (n_generate = 1)");
+    const int d = s.shape.d_model;
+    res.hidden.assign((size_t)s.n_prompt * d, 0.0f);
+    std::vector<float> rows;
+    for (int k = 0; k < s.alpha; ++k) {
+      const std::vector<int> own = pre.of_comp(s, k);
+      if (own.empty()) continue;
+      rows.resize(own.size() * d);
+      t.recv({s.comp_rank(k), 0, -1, {{CommKind::hidden, own, 4ull * rows.size()}}}, rows.data());
+      for (size_t i = 0; i < own.size(); ++i)
+        std::memcpy(&res.hidden[(size_t)own[i] * d], &rows[i * d], 4ull * d);
+    }
+    send_control(t, s, {kControlStop, 0});
+    return res;
+  }
   const bool lm_client = s.lm_head == LmHead::client;
   if (lm_client) {
     if (opt.model == nullptr)

@@ -55,7 +55,7 @@ class CompNode {
     // Partials scattered for the merge: m, e (β, n, n_h), u (β, n, n_h, d_h).
     const size_t nh = (size_t)n * c.n_head;
     std::vector<float> M(beta * nh), E(beta * nh), U(beta * nh * c.d_head);
-    embed_tokens(m_, ids.data(), n, h.data());
+    embed_tokens(m_, ids.data(), n, h.data(), pos.data(), &be_);
     embed.end(cost_copy(4ull * n * c.d_model));
 
     const size_t part_floats = (size_t)c.n_head * (c.d_head + 2);  // (m, e, u) of one row
@@ -138,6 +138,10 @@ class CompNode {
       postpass.end(cost_postpass(s_.shape, c.d_ff, n));
     }
 
+    if (c.encoder()) {  // an encoder's output: the last hidden rows of every own position
+      t_.send({t_.rank(), 0, -1, {{CommKind::hidden, own, 4ull * n * c.d_model}}}, h.data());
+      return;
+    }
     // The owner of the step's last position sends the final row to the client: its hidden
     // row (--lm-head client: the client applies the LM head, so we never learn the next
     // token), or the logits (--lm-head comp).

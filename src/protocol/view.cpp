@@ -77,6 +77,12 @@ std::string part_problem(const Schedule& s, const RankRole& from, const RankRole
   const bool in_layers = layer >= 0;
   switch (to.kind) {
     case RankRole::client:
+      if (s.shape.encoder()) {  // the last hidden rows of the sender's prompt positions
+        if (kind != CommKind::hidden || from.kind != RankRole::comp || !client_layer || pos.empty())
+          return "an encoder's client receives only last hidden rows, from CompNodes, outside the layers";
+        if (pos.back() >= s.n_prompt) return "position " + str(pos.back()) + " is not an input position";
+        return owned_by(from.k, -1, "the sender");
+      }
       if (kind != CommKind::hidden && kind != CommKind::logits)
         return "the client receives only the final row of each step";
       if (from.kind != RankRole::comp || !client_layer || pos.size() != 1)

@@ -173,6 +173,7 @@ void write_meta(const File& f, const Trace& t) {
   attr(f, g, "model_sha256", m.model_sha256);
   const ModelShape& sh = s.shape;
   attr(f, g, "model_shape", std::vector<int32_t>{sh.n_layer, sh.d_model, sh.n_head, sh.n_head_kv, sh.d_head, sh.n_vocab});
+  attr(f, g, "model_family", std::string(family_name(sh.family)));
   attr(f, g, "d_ff", (int64_t)m.d_ff);
   attr(f, g, "n_prompt", (int64_t)s.n_prompt);
   attr(f, g, "n_positions", (int64_t)s.n_positions);
@@ -398,6 +399,14 @@ Trace read_trace(const std::string& path) {
     const auto shape = attr_ints(f, g, "model_shape");
     if (shape.size() != 6) f.fail("model_shape has " + std::to_string(shape.size()) + " entries, expected 6");
     s.shape = {shape[0], shape[1], shape[2], shape[3], shape[4], shape[5]};
+    // Traces of the llama-only versions have no family.
+    if (H5Aexists(g, "model_family") > 0) {
+      try {
+        s.shape.family = parse_family(attr_string(f, g, "model_family"));
+      } catch (const std::exception& e) {
+        f.fail(e.what());
+      }
+    }
     s.n_prompt = (int)attr_int(f, g, "n_prompt");
     s.n_positions = (int)attr_int(f, g, "n_positions");
     s.alpha = (int)attr_int(f, g, "alpha");

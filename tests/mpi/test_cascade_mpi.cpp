@@ -123,13 +123,18 @@ class Harness {
     return *s.model;
   }
 
-  // The reference's greedy run of n tokens on prompt i (rank 0 only), cached.
+  // The reference's greedy run of n tokens on prompt i (rank 0 only), cached. An encoder's
+  // "run" is its last hidden states, as one row of (n_prompt · d).
   const RefRun& reference(Subject& s, int i, int n) {
     auto key = std::make_pair(i, n);
     auto it = s.refs.find(key);
     if (it != s.refs.end()) return it->second;
     RefRun r;
     Reference ref(model(s));
+    if (s.cfg.encoder()) {
+      r.logits.push_back(ref.encode(s.prompts[i]));
+      return s.refs.emplace(key, std::move(r)).first->second;
+    }
     std::vector<float> logits = ref.forward(s.prompts[i]);
     for (int g = 0; g < n; ++g) {
       r.logits.push_back(logits);
@@ -186,12 +191,21 @@ class Harness {
     const int n_vocab = subj.cfg.n_vocab;
     std::string why;
     double worst = 0.0;
-    const auto& got = rep.client.logits;
-    for (size_t i = 0; i < got.size() && i < ref.logits.size(); ++i)
-      worst = std::max(worst, max_rel_error(got[i].data(), ref.logits[i].data(), n_vocab));
-    if (got.size() != ref.logits.size()) why += " logits rows " + std::to_string(got.size());
-    if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
-    if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
+    if (subj.cfg.encoder()) {  // every position's last hidden row
+      const int d = subj.cfg.d_model;
+      const std::vector<float>& want = ref.logits[0];
+      if (rep.client.hidden.size() != want.size()) why += " hidden size " + std::to_string(rep.client.hidden.size());
+      for (size_t r = 0; why.empty() && r < want.size() / d; ++r)
+        worst = std::max(worst, max_rel_error(rep.client.hidden.data() + r * d, want.data() + r * d, d));
+      if (worst > 1e-4) why += " hidden rel err " + std::to_string(worst);
+    } else {
+      const auto& got = rep.client.logits;
+      for (size_t i = 0; i < got.size() && i < ref.logits.size(); ++i)
+        worst = std::max(worst, max_rel_error(got[i].data(), ref.logits[i].data(), n_vocab));
+      if (got.size() != ref.logits.size()) why += " logits rows " + std::to_string(got.size());
+      if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
+      if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
+    }
     // Bytes counted by every sender and every receiver, and predicted: all three equal.
     for (const std::string& d : byte_count_differences(rep)) why += " bytes: " + d + ";";
     uint64_t mb = 0;
@@ -230,6 +244,14 @@ std::vector<Scenario> quick_suite() {
       {"cdelta", 4, 4, 2, 0, 0, 3, 16, kCluster, kClient, "synthetic:tiny"},
       {"cdelta", 3, 2, 4, 10, 0, 2, 16, kOffset, kClient, "synthetic:tiny"},
       {"cdelta", 4, 4, 4, 0, 0, 2, 8, kCluster, kComp, "synthetic:smollm2-135m", 2},
+      // The other families: GPT-2 (learned positions, LayerNorm, GELU, biases) decoding, and
+      // BERT (bidirectional: every query sees every key, in every AttnNode pair) in one pass.
+      {"cdelta", 4, 4, 4, 0, 0, 2, 16, kCluster, kClient, "synthetic:gpt2-tiny"},
+      {"cdelta", 3, 2, 4, 10, 0, 3, 8, kOffset, kComp, "synthetic:gpt2-tiny"},
+      {"cdelta", 4, 4, 4, 0, 0, 2, 1, kCluster, kClient, "synthetic:bert-tiny"},
+      {"cdelta", 3, 2, 4, 10, 0, 3, 1, kOffset, kClient, "synthetic:bert-tiny"},
+      {"round-robin", 4, 2, 1, 0, 0, 3, 1, kCluster, kClient, "synthetic:bert-tiny"},
+      {"cdelta", 2, 1, 2, 0, 0, 0, 1, kCluster, kClient, "synthetic:bert-tiny"},  // N = 1
   };
   return v;
 }

@@ -10,6 +10,7 @@
 #include "cascade/backend.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/layernorm.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 
@@ -45,6 +46,29 @@ class CpuBackend final : public Backend {
   void rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps) override {
 #pragma omp parallel for if (n > 1)
     for (int i = 0; i < n; ++i) kernels::rmsnorm_row(x + (long)i * d, w, y + (long)i * d, d, eps);
+  }
+
+  void layernorm(const float* x, const float* w, const float* b, float* y, int n, int d,
+                 float eps) override {
+#pragma omp parallel for if (n > 1)
+    for (int i = 0; i < n; ++i)
+      kernels::layernorm_row(x + (long)i * d, w, b, y + (long)i * d, d, eps);
+  }
+
+  void add_bias(float* y, const float* b, int n, int d) override {
+#pragma omp parallel for if (n > 1)
+    for (int i = 0; i < n; ++i) {
+      float* r = y + (long)i * d;
+#pragma omp simd
+      for (int j = 0; j < d; ++j) r[j] += b[j];
+    }
+  }
+
+  void gelu(float* x, size_t n, bool tanh_approx) override {
+    const kernels::Gelu kind = tanh_approx ? kernels::Gelu::tanh : kernels::Gelu::erf;
+    const int64_t count = (int64_t)n;
+#pragma omp parallel for if (count > 4096)
+    for (int64_t i = 0; i < count; ++i) x[i] = kernels::gelu(x[i], kind);
   }
 
   void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head, float theta) override {

@@ -75,6 +75,19 @@ class CudaBackend final : public Backend {
     cuda::rmsnorm(x, w, y, n, d, eps, stream_);
     cudaCheck(cudaGetLastError());
   }
+  void layernorm(const float* x, const float* w, const float* b, float* y, int n, int d,
+                 float eps) override {
+    cuda::layernorm(x, w, b, y, n, d, eps, stream_);
+    cudaCheck(cudaGetLastError());
+  }
+  void add_bias(float* y, const float* b, int n, int d) override {
+    cuda::add_bias(y, b, n, d, stream_);
+    cudaCheck(cudaGetLastError());
+  }
+  void gelu(float* x, size_t n, bool tanh_approx) override {
+    cuda::gelu(x, n, tanh_approx, stream_);
+    cudaCheck(cudaGetLastError());
+  }
   void rope(float* x, const int32_t* pos, int n, int n_heads, int d_head, float theta) override {
     cuda::rope(x, pos, n, n_heads, d_head, theta, stream_);
     cudaCheck(cudaGetLastError());
