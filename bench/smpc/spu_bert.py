@@ -521,7 +521,12 @@ def run_multiprocess(cfg, executable, inputs, owners, workdir):
                                                SPU_BERT_PROGRESS_FD=str(_progress_fd))))
     progress(f"started parties {[p.pid for p in procs]} on {', '.join(hosts)}")
     failed = None
+    t_start, t_beat = time.perf_counter(), time.perf_counter()
     while any(p.poll() is None for p in procs):
+        if time.perf_counter() - t_beat >= 60:
+            t_beat = time.perf_counter()
+            progress(f"parties running for {t_beat - t_start:.0f} s, party RSS "
+                     f"{[round(_rss_mb(p.pid)) for p in procs]} MB")
         for r, p in enumerate(procs):
             if p.poll() not in (None, 0) and failed is None:
                 failed = r
@@ -552,6 +557,17 @@ def run_multiprocess(cfg, executable, inputs, owners, workdir):
             ops = op
     return results, links, ops, dict(coordinator_peak_rss_mb=peak_rss_mb(),
                                      party_peak_rss_mb=[res["peak_rss_mb"] for res in results])
+
+
+def _rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
 
 
 def party_main(rank, workdir):
