@@ -4,6 +4,7 @@ non-zero exit on every rank, and a dead or stuck peer ends the run (no hang).
 
     python3 tests/cli/test_cli.py BUILD/cascade [MPIEXEC]
 """
+import array
 import json
 import os
 import subprocess
@@ -313,7 +314,7 @@ class Cli(unittest.TestCase):
                          "--model", "synthetic:tiny", "--prompt", "Hello")
         self.assertNotEqual(rc, 0)
         self.assertIn("synthetic:tiny has no tokenizer, so --prompt, --prompt-file and --raw do not apply: "
-                      "give the prompt as --tokens N", out)
+                      "give the prompt as --ids I,J,... or --tokens N", out)
         rc, out = run([CASCADE, "generate", "--model", "synthetic:tiny", "--prompt", "Hello"])
         self.assertNotEqual(rc, 0)
         self.assertIn("has no tokenizer", out)
@@ -329,6 +330,71 @@ class Cli(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         m = json.loads(out)["model"]
         self.assertEqual((m["n_layer"], m["n_head"], m["n_head_kv"], m["d_head"], m["n_vocab"]), (2, 32, 8, 128, 128256))
+
+    # ---- model families (gpt2, bert) ----------------------------------------------------------
+
+    def test_bert_run_returns_every_hidden_row(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out_file = os.path.join(tmp, "h.f32")
+            rc, out = mpirun(7, "--alpha", "2", "--beta", "2", "--cluster", "2", "--insecure", "--model",
+                             "synthetic:bert-tiny", "--tokens", "10", "--json", "--compare-reference",
+                             "--hidden-out", out_file)
+            self.assertEqual(rc, 0, out)
+            j = first_json(out)
+            self.assertEqual(j["family"], "bert")
+            self.assertEqual((j["hidden"]["rows"], j["hidden"]["d"]), (10, 64))
+            self.assertEqual(j["tokens"], [])
+            self.assertTrue(j["bytes"]["sent_received_predicted_equal"], j["bytes"]["differences"])
+            self.assertLessEqual(j["reference"]["max_rel_err"], 1e-4)
+            self.assertEqual(os.path.getsize(out_file), 10 * 64 * 4)
+            # The same rows from the single-process forward.
+            ref_file = os.path.join(tmp, "r.f32")
+            rc, out = run([CASCADE, "generate", "--model", "synthetic:bert-tiny", "--tokens", "10", "--hidden-out", ref_file])
+            self.assertEqual(rc, 0, out)
+            self.assertIn("last hidden states: 10 × 64", out)
+            a = array.array("f", open(out_file, "rb").read())
+            b = array.array("f", open(ref_file, "rb").read())
+            self.assertEqual(len(a), len(b))
+            for r in range(10):
+                row_a, row_b = a[r * 64:(r + 1) * 64], b[r * 64:(r + 1) * 64]
+                err = max(abs(x - y) for x, y in zip(row_a, row_b)) / max(abs(y) for y in row_b)
+                self.assertLessEqual(err, 1e-4, "row %d" % r)
+
+    def test_family_input_errors(self):
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:tiny", "--tokens", "4", "--hidden-out", "/tmp/x.f32"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--hidden-out is for encoders (bert); llama outputs tokens", out)
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:bert-tiny", "--ids", "1,2,256"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--ids: token id 256 at position 2 is outside the vocabulary 0..255", out)
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:bert-tiny", "--ids", "1,2", "--tokens", "3"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("give the prompt one way", out)
+        rc, out = run([CASCADE, "generate", "--model", "synthetic:bert-tiny", "--tokens", "513"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("input (513 tokens) exceeds the model context of 512", out)
+        rc, out = mpirun(7, "--alpha", "2", "--beta", "2", "--cluster", "2", "--insecure", "--model",
+                         "synthetic:bert-tiny", "--tokens", "4", "--hidden-out", "/nonexistent/dir/h.f32")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("cannot write --hidden-out file '/nonexistent/dir/h.f32'", out)
+
+    def test_export_gguf(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            f = os.path.join(tmp, "g.gguf")
+            rc, out = run([CASCADE, "export-gguf", "--model", "synthetic:gpt2-tiny", "-o", f])
+            self.assertEqual(rc, 0, out)
+            rc, out = run([CASCADE, "export-gguf", "--model", "synthetic:gpt2-tiny", "-o", f])
+            self.assertNotEqual(rc, 0)
+            self.assertIn("exists (pass --force to overwrite it)", out)
+            rc, out = run([CASCADE, "export-gguf", "--model", f, "-o", f + "2"])
+            self.assertNotEqual(rc, 0)
+            self.assertIn("export-gguf writes synthetic models", out)
+            # The file generates what the synthetic model generates, token for token.
+            a = run([CASCADE, "generate", "--model", f, "--tokens", "8", "-n", "6"])
+            b = run([CASCADE, "generate", "--model", "synthetic:gpt2-tiny", "--tokens", "8", "-n", "6"])
+            self.assertEqual(a[0], 0, a[1])
+            self.assertEqual(b[0], 0, b[1])
+            self.assertEqual(a[1].splitlines()[0], b[1].splitlines()[0])  # the generated ids
 
     def test_synthetic_run_equals_reference(self):
         rc, out = mpirun(7, *SMALL, "--model", "synthetic:tiny", "--tokens", "12", "--json", "--compare-reference")
