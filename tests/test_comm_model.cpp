@@ -88,9 +88,9 @@ TEST(CommModel, PrefillFormula) {
       EXPECT_EQ(e.messages_up_per_layer, 4u * 7);
       EXPECT_EQ(e.messages_down_per_layer, 4u * 4);
     }
-    // Client: schedule (76 + "cdelta" + 8·128 bytes) to 20 ranks, 4 bytes per token, the final
+    // Client: schedule (80 + "cdelta" + 8·128 bytes) to 20 ranks, 4 bytes per token, the final
     // hidden row (d floats).
-    EXPECT_EQ(e.schedule, (76 + 6 + 8 * 128) * 20u);
+    EXPECT_EQ(e.schedule, (80 + 6 + 8 * 128) * 20u);
     EXPECT_EQ(e.tokens, 4u * 128);
     EXPECT_EQ(e.control, 0u);
     EXPECT_EQ(e.hidden, 576u * 4);
@@ -115,9 +115,9 @@ TEST(CommModel, TinyPrefillByHand) {
   // 1 layer, d = 8, 2 heads, 1 kv head, d_h = 4 (d_q 8, d_kv 4), vocab 10.
   const ModelShape tiny{1, 8, 2, 1, 4, 10};
   const Schedule s = cdelta(2, 2, 1, 4, 0, AttnSharding::cluster, LmHead::client, tiny);
-  ASSERT_EQ(serialize(s).size(), 76u + 6 + 8 * 4);
+  ASSERT_EQ(serialize(s).size(), 80u + 6 + 8 * 4);
   const CommEstimate e = predict_prefill(s, 4);
-  EXPECT_EQ(e.schedule, 3u * 114);        // to ranks 1, 2, 3
+  EXPECT_EQ(e.schedule, 3u * 118);        // to ranks 1, 2, 3
   EXPECT_EQ(e.tokens, 2u * 8);            // 2 ids to each CompNode
   EXPECT_EQ(e.q, 2u * (2 * 8 * 4));       // 2 rows of d_q per CompNode
   EXPECT_EQ(e.kv, 2u * (2 * 2 * 4 * 4));  // 2 rows of k and v (d_kv each)

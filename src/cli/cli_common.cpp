@@ -109,6 +109,11 @@ std::string LoadedModel::token_output(int32_t tok, bool first) const {
   return (first ? "" : " ") + std::to_string(tok);
 }
 
+void require_llama(const ModelConfig& cfg, const std::string& what) {
+  if (cfg.family != Family::llama)
+    throw std::invalid_argument(what + " supports the llama family only; " + cfg.name + " is " + cfg.arch);
+}
+
 LoadedModel load_model(const ModelSpec& spec, bool weights) {
   LoadedModel lm;
   lm.spec = spec;

@@ -50,6 +50,10 @@ struct GenerateOptions {
 
 void add_generate_options(CLI::App* sub, GenerateOptions& o);
 
+// Throws std::invalid_argument("<what> supports the llama family only; …") for gpt2 and bert
+// (the attacks' batched forward and the views are written for llama layers).
+void require_llama(const ModelConfig& cfg, const std::string& what);
+
 // --hidden-out: an encoder's last hidden states as raw float32. Throws on an I/O error.
 void write_hidden(const std::string& path, const std::vector<float>& hidden);
 // One line describing (rows, d) hidden states: shape, mean, max |h|, the first values.

@@ -114,6 +114,7 @@ struct VocabOptions {
 void run_vocab(const VocabOptions& o) {
   set_cpu_threads(o.prompts.gen.threads);
   const LoadedModel lm = load_model(resolve_model(o.prompts.gen.model));
+  require_llama(lm.cfg, "cascade attack vocab");
   const std::vector<Prompt> prompts = load_prompts(lm, o.prompts);
   std::vector<Permutation> perms;
   for (const std::string& p : o.perms) {
@@ -206,6 +207,7 @@ void run_view(const ViewOptions& o) {
     }
   }
   const LoadedModel lm = load_model(resolve_model(mo));
+  require_llama(lm.cfg, "cascade attack view");
   const Schedule& s = t.schedule;
   const std::vector<int32_t> truth = trace_prompt(t);
   std::vector<int> ranks;
@@ -342,6 +344,7 @@ std::vector<int> parse_lengths(const std::string& text) {
 void run_holes(const HolesOptions& o) {
   set_cpu_threads(o.prompts.gen.threads);
   const LoadedModel lm = load_model(resolve_model(o.prompts.gen.model));
+  require_llama(lm.cfg, "cascade attack holes");
   const std::vector<Prompt> prompts = load_prompts(lm, o.prompts);
   const std::vector<int> lengths = parse_lengths(o.lengths);
   const RowSpec spec = parse_row_spec(o.row, lm.cfg);

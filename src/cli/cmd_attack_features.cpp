@@ -64,6 +64,7 @@ void run_features(const FeaturesOptions& o) {
   ModelSpec spec;
   spec.path = o.model.empty() ? default_model_path() : o.model;
   const LoadedModel lm = load_model(spec, /*weights=*/true);
+  require_llama(lm.cfg, "cascade attack features");
   const std::vector<int> layers = parse_layers(o.layers);
   check_feature_layers(layers, lm.cfg.n_layer);
   set_cpu_threads(o.threads);

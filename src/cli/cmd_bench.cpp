@@ -69,6 +69,9 @@ void run_bench_generate(const BenchOptions& o) {
   auto t0 = clock::now();
   const LoadedModel lm = load_model(resolve_model(o.model));
   const double t_load = std::chrono::duration<double>(clock::now() - t0).count();
+  if (lm.cfg.encoder())
+    throw std::invalid_argument("bench generate measures prefill and decoding; " + lm.cfg.arch +
+                                " is an encoder (time its one pass with cascade generate, or bench/smpc/run)");
   if (o.tokens + o.decode > lm.cfg.n_ctx)
     throw std::invalid_argument("--tokens " + std::to_string(o.tokens) + " + --decode " + std::to_string(o.decode) +
                                 " exceeds the model context of " + std::to_string(lm.cfg.n_ctx));
@@ -376,6 +379,7 @@ struct AttackBenchOptions {
 void run_bench_attack(const AttackBenchOptions& o) {
   set_cpu_threads(o.threads);
   const LoadedModel lm = load_model(resolve_model(o.model));
+  require_llama(lm.cfg, "cascade bench attack");
   const ModelConfig& c = lm.cfg;
   const double gemm_flops = 2.0 * c.d_model * (c.d_q() + 2 * c.d_kv()) + 2.0 * c.d_q() * c.d_model +
                             2.0 * c.d_model * 2 * c.d_ff + 2.0 * c.d_ff * c.d_model;  // per row per block

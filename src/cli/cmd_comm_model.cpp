@@ -33,21 +33,23 @@ void run_comm_model(const CommModelOptions& o) {
   const ModelConfig cfg = plan_model_config(o.model.spec, &source);
   ScheduleParams sp = o.sched;
   // Like cascade run -n G: the prompt, then one position per decode step (G − 1); one more is
-  // planned so that a decode step can be shown even when G = 1.
-  sp.n_positions = o.tokens + std::max(o.generate - 1, 1);
+  // planned so that a decode step can be shown even when G = 1. An encoder runs one pass.
+  const bool encoder = cfg.encoder();
+  const int generate = encoder ? 1 : o.generate;
+  sp.n_positions = o.tokens + (encoder ? 0 : std::max(o.generate - 1, 1));
   sp.n_prompt = o.tokens;
   sp.shape = cfg.shape();
   const Schedule s = make_schedule(sp);
   const CommEstimate pre = predict_prefill(s, o.elem_bytes);
-  const CommEstimate dec = predict_decode_step(s, o.tokens, o.elem_bytes);
-  const CommEstimate run = predict_run(s, o.generate, o.elem_bytes);
+  const CommEstimate dec = encoder ? CommEstimate{} : predict_decode_step(s, o.tokens, o.elem_bytes);
+  const CommEstimate run = predict_run(s, generate, o.elem_bytes);
 
   if (o.json) {
     nlohmann::json j = {
         {"schedule", schedule_json(s)},
         {"model", model_json(cfg, source)},
         {"tokens", o.tokens},
-        {"generate", o.generate},
+        {"generate", generate},
         {"prefill", comm_estimate_json(pre)},
         {"decode_step", comm_estimate_json(dec)},
         {"decode_position", o.tokens},
@@ -61,8 +63,13 @@ void run_comm_model(const CommModelOptions& o) {
               attn_sharding_name(s.attn_sharding), lm_head_name(s.lm_head), s.n_ranks());
   std::printf("# model: %s: %d layers, d_q %d, d_kv %d, %d heads × %d, vocab %d\n", source.c_str(),
               cfg.n_layer, cfg.d_q(), cfg.d_kv(), cfg.n_head, cfg.d_head, cfg.n_vocab);
-  std::printf("# %d prompt tokens, %d generated (prefill, %d decode steps, stop), %d bytes per element\n",
-              o.tokens, o.generate, o.generate - 1, o.elem_bytes);
+  if (encoder)
+    std::printf("# %d input tokens, one pass (%s is an encoder: nothing generated, --generate does not apply; "
+                "the client gets every last hidden row), %d bytes per element\n",
+                o.tokens, cfg.arch.c_str(), o.elem_bytes);
+  else
+    std::printf("# %d prompt tokens, %d generated (prefill, %d decode steps, stop), %d bytes per element\n",
+                o.tokens, o.generate, o.generate - 1, o.elem_bytes);
   std::printf("# per layer: up = Σ_p β·(d_q + 2·d_kv)·b, down = Σ_p β·n_h·(d_h + 2)·b\n");
   std::printf("# headers: every message lists its parts and positions, 12 + Σ_parts (16 + 4·rows) bytes,\n"
               "#   counted beside the protocol's figure\n");
@@ -70,8 +77,8 @@ void run_comm_model(const CommModelOptions& o) {
 
   char pre_h[48], dec_h[48], run_h[48];
   std::snprintf(pre_h, sizeof pre_h, "prefill (N=%d)", o.tokens);
-  std::snprintf(dec_h, sizeof dec_h, "decode (p=%d)", o.tokens);
-  std::snprintf(run_h, sizeof run_h, "run (%d tokens)", o.generate);
+  std::snprintf(dec_h, sizeof dec_h, encoder ? "decode (none)" : "decode (p=%d)", o.tokens);
+  std::snprintf(run_h, sizeof run_h, encoder ? "run (one pass)" : "run (%d tokens)", generate);
   std::printf("%-26s %18s %18s %18s\n", "bytes", pre_h, dec_h, run_h);
   auto row = [&](const char* what, uint64_t a, uint64_t b, uint64_t c) {
     std::printf("%-26s %18llu %18llu %18llu\n", what, (unsigned long long)a, (unsigned long long)b,
@@ -93,7 +100,7 @@ void run_comm_model(const CommModelOptions& o) {
   row("client: schedule", pre.schedule, dec.schedule, run.schedule);
   row("client: token ids", pre.tokens, dec.tokens, run.tokens);
   row("client: control", pre.control, dec.control, run.control);
-  row("client: final hidden row", pre.hidden, dec.hidden, run.hidden);
+  row(encoder ? "client: last hidden rows" : "client: final hidden row", pre.hidden, dec.hidden, run.hidden);
   row("client: logits", pre.logits, dec.logits, run.logits);
   row("messages", pre.messages(), dec.messages(), run.messages());
   row("protocol total", pre.protocol_total(), dec.protocol_total(), run.protocol_total());

@@ -377,6 +377,20 @@ class Cli(unittest.TestCase):
                          "synthetic:bert-tiny", "--tokens", "4", "--hidden-out", "/nonexistent/dir/h.f32")
         self.assertNotEqual(rc, 0)
         self.assertIn("cannot write --hidden-out file '/nonexistent/dir/h.f32'", out)
+        rc, out = run([CASCADE, "bench", "generate", "--model", "synthetic:bert-tiny", "--runs", "1"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("bert is an encoder", out)
+        rc, out = run([CASCADE, "attack", "vocab", "--model", "synthetic:gpt2-tiny", "--tokens", "4", "-t", "1"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("cascade attack vocab supports the llama family only; synthetic:gpt2-tiny is gpt2", out)
+        # The comm model of an encoder: one pass, every last hidden row to the client.
+        rc, out = run([CASCADE, "comm-model", "--model", "synthetic:bert-tiny", "--tokens", "16", "--alpha", "2",
+                       "--beta", "2", "--cluster", "2", "--json"])
+        self.assertEqual(rc, 0, out)
+        j = json.loads(out)
+        self.assertEqual(j["generate"], 1)
+        self.assertEqual(j["run"]["bytes"]["hidden"], 16 * 64 * 4)
+        self.assertEqual(j["decode_step"]["bytes"]["hidden"], 0)
 
     def test_export_gguf(self):
         with tempfile.TemporaryDirectory() as tmp:
