@@ -1,5 +1,6 @@
 // cascade export-gguf: a synthetic model's generated weights as an f32 GGUF file
 // (gguf_export.h), for programs that should run the very same model (bench/smpc/).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>

@@ -18,6 +18,7 @@ constexpr uint32_t kF32 = 0;     // ggml type F32
 // GGUF's little-endian encoding, appended to a byte buffer.
 struct Bytes {
   std::vector<uint8_t> b;
+  uint64_t n_kv = 0;  // metadata pairs written
   void raw(const void* p, size_t n) {
     const uint8_t* c = static_cast<const uint8_t*>(p);
     b.insert(b.end(), c, c + n);
@@ -29,10 +30,11 @@ struct Bytes {
     raw(s.data(), s.size());
   }
   // Metadata pairs: key, value type (gguf.md), value.
-  void kv_str(const std::string& k, const std::string& v) { str(k); u32(8); str(v); }
-  void kv_u32(const std::string& k, uint32_t v) { str(k); u32(4); u32(v); }
-  void kv_f32(const std::string& k, float v) { str(k); u32(6); raw(&v, 4); }
-  void kv_bool(const std::string& k, bool v) { str(k); u32(7); const uint8_t x = v; raw(&x, 1); }
+  void key(const std::string& k, uint32_t type) { str(k); u32(type); ++n_kv; }
+  void kv_str(const std::string& k, const std::string& v) { key(k, 8); str(v); }
+  void kv_u32(const std::string& k, uint32_t v) { key(k, 4); u32(v); }
+  void kv_f32(const std::string& k, float v) { key(k, 6); raw(&v, 4); }
+  void kv_bool(const std::string& k, bool v) { key(k, 7); const uint8_t x = v; raw(&x, 1); }
 };
 
 }  // namespace
@@ -47,33 +49,31 @@ void export_synthetic_gguf(const ModelConfig& c, uint64_t seed, const std::strin
 
   Bytes h;
   const std::string a = c.arch + ".";
-  int n_kv = 0;
   Bytes kv;
-  auto count = [&n_kv] { ++n_kv; };
-  kv.kv_str("general.architecture", c.arch), count();
-  kv.kv_str("general.name", c.name), count();
-  kv.kv_u32(a + "block_count", c.n_layer), count();
-  kv.kv_u32(a + "context_length", c.n_ctx), count();
-  kv.kv_u32(a + "embedding_length", c.d_model), count();
-  kv.kv_u32(a + "feed_forward_length", c.d_ff), count();
-  kv.kv_u32(a + "attention.head_count", c.n_head), count();
-  kv.kv_u32(a + "attention.head_count_kv", c.n_head_kv), count();
-  kv.kv_u32(a + "vocab_size", c.n_vocab), count();
+  kv.kv_str("general.architecture", c.arch);
+  kv.kv_str("general.name", c.name);
+  kv.kv_u32(a + "block_count", c.n_layer);
+  kv.kv_u32(a + "context_length", c.n_ctx);
+  kv.kv_u32(a + "embedding_length", c.d_model);
+  kv.kv_u32(a + "feed_forward_length", c.d_ff);
+  kv.kv_u32(a + "attention.head_count", c.n_head);
+  kv.kv_u32(a + "attention.head_count_kv", c.n_head_kv);
+  kv.kv_u32(a + "vocab_size", c.n_vocab);
   if (c.family == Family::llama) {
-    kv.kv_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps), count();
-    kv.kv_f32(a + "rope.freq_base", c.rope_theta), count();
+    kv.kv_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps);
+    kv.kv_f32(a + "rope.freq_base", c.rope_theta);
   } else {
-    kv.kv_f32(a + "attention.layer_norm_epsilon", c.norm_eps), count();
+    kv.kv_f32(a + "attention.layer_norm_epsilon", c.norm_eps);
   }
   if (c.family == Family::bert) {
-    kv.kv_bool(a + "attention.causal", false), count();
-    kv.kv_u32("tokenizer.ggml.token_type_count", c.n_token_types), count();
+    kv.kv_bool(a + "attention.causal", false);
+    kv.kv_u32("tokenizer.ggml.token_type_count", c.n_token_types);
   }
 
   h.raw("GGUF", 4);
   h.u32(3);
   h.u64(parts.size());
-  h.u64(n_kv);
+  h.u64(kv.n_kv);
   h.raw(kv.b.data(), kv.b.size());
   uint64_t offset = 0, total = 0;
   for (const WeightPart& p : parts) {
