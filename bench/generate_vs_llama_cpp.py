@@ -6,9 +6,10 @@ an fp32 copy of the same GGUF), in interleaved rounds on the same machine, as ra
 
 Needs build/cascade (scripts/build), the venv of scripts/golden/README.md at /opt/golden-venv
 (llama-cpp-python) and data/models/SmolLM2-135M-Instruct.F32.gguf (made by
-scripts/golden/make_logits_golden.py). Ours runs twice per round: with the environment as it is
-and with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (some machines here force OpenBLAS to its
-Haswell (AVX2) kernels; llama.cpp always uses the CPU's own instruction set).
+scripts/golden/make_logits_golden.py). Ours runs three ways per round, with the environment as
+it is: the weight GEMMs on packed fp32 (the default), on packed bf16 (CPUs with AVX512_BF16 or
+AMX; --no-bf16 leaves it out), and on OpenBLAS with unpacked weights (the path before packing,
+whose speed depends on OPENBLAS_CORETYPE: see BENCHMARKS.md).
 """
 import argparse
 import json
@@ -31,18 +32,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--python", default="/opt/golden-venv/bin/python")
+    ap.add_argument("--no-bf16", action="store_true", help="leave out ours in bf16 (a CPU without it)")
     a = ap.parse_args()
     env = dict(os.environ)
-    native = {k: v for k, v in env.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     ours = [os.path.join(ROOT, "build", "cascade"), "bench", "generate", "--json", "--tokens", "128",
             "--decode", "64", "--runs", str(a.runs), "--threads", str(a.threads)]
     llama = [a.python, os.path.join(ROOT, "bench", "llama_cpp_bench.py"), "--json", "--threads",
              str(a.threads), "--prompt-tokens", "128", "--decode-tokens", "64", "--runs", str(a.runs)]
-    res = {"ours (env as is)": [], "ours (native OpenBLAS)": [], "llama.cpp fp32": []}
+    variants = [("ours packed f32", ours), ("ours packed bf16", ours + ["--precision", "bf16"]),
+                ("ours OpenBLAS f32", ours + ["--openblas"]), ("llama.cpp fp32", llama)]
+    if a.no_bf16:
+        variants = [v for v in variants if "bf16" not in v[0]]
+    print(f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')}", flush=True)
+    res = {name: [] for name, _ in variants}
     for r in range(a.rounds):
-        for name, cmd, e in (("ours (env as is)", ours, env), ("ours (native OpenBLAS)", ours, native),
-                             ("llama.cpp fp32", llama, env)):
-            j = run_json(cmd, e)
+        for name, cmd in variants:
+            j = run_json(cmd, env)
             pre = j.get("prefill_tok_s_median", j.get("prefill_tok_s"))
             dec = j.get("decode_tok_s_median", j.get("decode_tok_s"))
             if isinstance(pre, dict):
@@ -55,6 +60,10 @@ def main():
     print(f"{'':26s}{'prefill tok/s':>14s}{'decode tok/s':>14s}{'prefill ×':>11s}{'decode ×':>10s}")
     for k, (p, d) in med.items():
         print(f"{k:26s}{p:14.1f}{d:14.1f}{p / base[0]:11.2f}{d / base[1]:10.2f}")
+    f32 = med["ours packed f32"][0]
+    for k, (p, _) in med.items():
+        if k.startswith("ours") and k != "ours packed f32":
+            print(f"{k}: prefill {p / f32:.2f}× ours packed f32")
 
 
 if __name__ == "__main__":

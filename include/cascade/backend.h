@@ -6,9 +6,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
+#include "cascade/packed_gemm.h"
+#include "cascade/weight_cache.h"
+
 namespace cascade {
+
+struct Model;
 
 // Arguments of partial attention for a block of queries against a block of keys.
 struct PartialAttnArgs {
@@ -37,6 +43,18 @@ class Backend {
   virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+
+  // Prepares `model`'s weight matrices for matmul_wt in `precision`: afterwards matmul_wt with
+  // one of them (by its address in the model) reads the prepared copy; other matrices still
+  // work as before. The CPU backend packs them for oneDNN (gemm_weights.h); the default keeps
+  // fp32 as it is and refuses bf16. `opt` only names a lock timeout or forces private memory.
+  // (Defined here, not in backend.cpp: a program that never names the CUDA backend must not
+  // link it, or every process would load cuBLAS and touch its 84 MB of static data.)
+  virtual void prepare_weights(const Model&, Precision precision, const WeightLoadOptions&) {
+    if (precision != Precision::f32)
+      throw std::runtime_error("the " + name() + " backend has no " + precision_name(precision) +
+                               " GEMMs (use --precision f32)");
+  }
 
   // y(n, out) = x(n, in) · w(out, in)ᵀ, plus y when accumulate (the residual add for free).
   virtual void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,

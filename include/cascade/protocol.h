@@ -31,6 +31,7 @@
 #include "cascade/fault.h"
 #include "cascade/memory_stats.h"
 #include "cascade/model.h"
+#include "cascade/packed_gemm.h"
 #include "cascade/sampler.h"
 #include "cascade/schedule.h"
 #include "cascade/trace.h"
@@ -59,6 +60,9 @@ struct ClientOptions {
   // --lm-head client: the weights whose final norm and output matrix the client applies to
   // each final hidden row (the client is the user, who may hold them). Unused under comp.
   const Model* model = nullptr;
+  // The backend of the LM head, its weights prepared (Backend::prepare_weights); nullptr: a
+  // CPU backend made by run_client, in fp32.
+  Backend* backend = nullptr;
   // Called with each sampled token as it arrives (streaming output).
   std::function<void(int32_t)> on_token;
 };
@@ -104,6 +108,8 @@ struct CascadeSetup {
   // CompNodes only, called once the role is known: the weights. AttnNodes never load a model:
   // the dims they need travel in the schedule.
   std::function<const Model&()> model;
+  // CompNodes and the LM head at the client: the weight GEMMs' precision (packed_gemm.h).
+  Precision precision = Precision::f32;
   Fault fault;
   // Every rank: record a trace (trace.h), and with views the bytes every message carried.
   bool trace = false;

@@ -7,6 +7,7 @@
 
 #include "cascade/layer.h"
 #include "cascade/model.h"
+#include "cascade/packed_gemm.h"
 
 namespace cascade {
 
@@ -14,8 +15,11 @@ class Backend;
 
 class Reference {
  public:
-  // `backend` must be a host-memory backend (the CPU one); nullptr means the CPU backend.
-  explicit Reference(const Model& model, Backend* backend = nullptr);
+  // `backend` must be a host-memory backend (the CPU one); nullptr means a CPU backend made
+  // here with the model's matrices prepared (packed) in `precision`. A given backend is used
+  // as it is: prepare it yourself (Backend::prepare_weights).
+  explicit Reference(const Model& model, Backend* backend = nullptr,
+                     Precision precision = Precision::f32);
   ~Reference();
 
   // Runs `ids` at positions n_past() .. n_past()+ids.size()-1, appending to the KV cache.

@@ -60,13 +60,14 @@ class WeightCacheError : public std::runtime_error {
 
 // How tensors are stored. `descriptor` goes in the header and must match on open; `tag` goes
 // in the file name, so that caches of different layouts for one model live side by side.
+// A packed layout (gemm_weights.h) names the library, its version, the ISA and the blocking.
 struct WeightLayout {
-  const char* tag;
-  const char* descriptor;
+  std::string tag;         // [A-Za-z0-9-]+
+  std::string descriptor;  // at most 31 bytes
 };
 // fp32, row-major as GGUF stores it (ne[0] fastest); stacked tensors are their parts' rows one
 // after the other. Change the descriptor whenever what a cached tensor holds changes.
-inline constexpr WeightLayout kLayoutF32{"f32", "f32 row-major v1"};
+inline const WeightLayout kLayoutF32{"f32", "f32 row-major v1"};
 
 // One tensor of a store and how it is made: the rows of GGUF tensors, one after the other
 // (a single part for a plain tensor). Each part is checked to have shape ne = [ne0, ne1].
@@ -142,6 +143,7 @@ struct WeightOrigin {
   std::function<Sha256()> key;
   // Writes the ne0·ne1 floats of `part` at `out`.
   std::function<void(const WeightPart& part, float* out)> fill;
+  WeightLayout layout = kLayoutF32;  // what `fill` writes
 };
 
 // A GGUF file's weights, dequantised; keyed by its sha256. Holds a reference to `gguf`.

@@ -60,7 +60,12 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
   sub->add_option("--temperature", o.sampler.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   sub->add_option("--top-k", o.sampler.top_k, "Sample among the k most likely tokens (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", o.sampler.seed, "Sampling seed")->capture_default_str();
-  sub->add_option("-t,--threads", o.threads, "CPU threads (default: OpenMP/OpenBLAS defaults)")->check(CLI::NonNegativeNumber);
+  sub->add_option("-t,--threads", o.threads, "CPU threads (generate: OpenMP defaults; run: per rank, the CPUs it may use over the ranks on its node)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--precision", o.precision,
+                  "Weight GEMMs: f32 (exact; the default) or bf16 (bf16 weights and inputs, fp32 "
+                  "accumulation and everything else fp32; CPUs with AVX512_BF16 or AMX)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
 }
 
 void write_hidden(const std::string& path, const std::vector<float>& hidden) {

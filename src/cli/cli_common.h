@@ -45,6 +45,7 @@ struct GenerateOptions {
   int n_predict = 32;
   bool ignore_eos = false;
   int threads = 0;
+  std::string precision = "f32";  // --precision: the weight GEMMs' (packed_gemm.h)
   SamplerOptions sampler;
 };
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cascade/backend.h"
+#include "cascade/exactness.h"
+#include "cascade/packed_gemm.h"
 #include "cascade/memory_stats.h"
 #include "cascade/reference.h"
 #include "cascade/sim.h"
@@ -38,6 +41,8 @@ struct BenchOptions {
   int decode = 32;
   int runs = 5;
   int threads = 0;
+  std::string precision = "f32";
+  bool openblas = false;  // --openblas: the weight GEMMs on OpenBLAS, unpacked (the old path)
   bool json = false;
 };
 
@@ -79,10 +84,12 @@ void run_bench_generate(const BenchOptions& o) {
   const int n_vocab = lm.model.cfg.n_vocab;
   std::vector<double> prefill_tps, decode_tps;
   if (!o.json)
-    std::printf("# bench generate: %d prompt tokens, %d decoded, %d runs, model load %.2f s\n",
-                o.tokens, o.decode, o.runs, t_load);
+    std::printf("# bench generate: %d prompt tokens, %d decoded, %d runs, weight GEMMs %s, model load %.2f s\n",
+                o.tokens, o.decode, o.runs, o.openblas ? "OpenBLAS f32" : ("packed " + o.precision).c_str(), t_load);
+  auto be = make_cpu_backend();
+  if (!o.openblas) be->prepare_weights(lm.model, parse_precision(o.precision), {});
   for (int r = 0; r < o.runs + 1; ++r) {  // run 0 is a warm-up, not counted
-    Reference ref(lm.model);
+    Reference ref(lm.model, be.get());
     t0 = clock::now();
     std::vector<float> logits = ref.forward(prompt);
     const double tp = std::chrono::duration<double>(clock::now() - t0).count();
@@ -100,6 +107,7 @@ void run_bench_generate(const BenchOptions& o) {
   if (o.json) {
     nlohmann::json j = {{"prompt_tokens", o.tokens}, {"decode_tokens", o.decode},
                         {"runs", o.runs}, {"threads", o.threads},
+                        {"gemm", o.openblas ? "openblas-f32" : "packed-" + o.precision},
                         {"prefill_tok_s_median", median(prefill_tps)},
                         {"decode_tok_s_median", median(decode_tps)},
                         {"prefill_tok_s", prefill_tps}, {"decode_tok_s", decode_tps}};
@@ -110,39 +118,88 @@ void run_bench_generate(const BenchOptions& o) {
   }
 }
 
-// GEMM throughput of the CPU backend for a layer's weight shapes at several row counts: a
-// CompNode of a Cascade run multiplies N/α rows by every weight matrix, so this shows what
-// splitting the rows costs (BLAS packs the whole weight matrix whatever the row count).
+// The weight GEMMs of one layer at several row counts, per GEMM path: OpenBLAS (packs all of W
+// on every call), oneDNN on W packed once in fp32, and in bf16 where the CPU has it. A CompNode
+// multiplies N/α rows by every weight matrix, so the cost per row at few rows is what sharding
+// costs; decode is one row. Also the largest relative difference of each packed path's output
+// from OpenBLAS's, as a check that both compute the same product.
 void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, const ModelOptions& model) {
   set_cpu_threads(threads);
   const ModelConfig c = model_config(resolve_model(model));
   struct Shape { int out, in; };
-  const Shape shapes[] = {{c.d_q() + 2 * c.d_kv(), c.d_model},   // Q|K|V
-                          {c.d_model, c.d_q()},                   // O
-                          {2 * c.d_ff, c.d_model},                // gate|up
-                          {c.d_model, c.d_ff}};                   // down
-  auto be = make_cpu_backend();
-  std::printf("# bench gemm: y(rows, out) = x(rows, in)·Wᵀ, the four GEMMs of one layer of %s, %d threads\n",
-              c.name.c_str(), threads);
-  std::printf("%6s %12s %12s %16s\n", "rows", "µs/layer", "GFLOP/s", "µs/layer/row");
+  const std::vector<Shape> shapes = {{c.d_q() + 2 * c.d_kv(), c.d_model},  // Q|K|V
+                                     {c.d_model, c.d_q()},                  // O
+                                     {c.family == Family::llama ? 2 * c.d_ff : c.d_ff, c.d_model},  // (gate|)up
+                                     {c.d_model, c.d_ff}};                  // down
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uni(-0.05f, 0.05f);
+  std::vector<std::vector<float>> w;
+  for (const Shape& sh : shapes) {
+    w.emplace_back((size_t)sh.out * sh.in);
+    for (float& v : w.back()) v = uni(rng);
+  }
+  // The packed paths: one PackedGemm and packed copies per precision.
+  struct Path {
+    std::string name;
+    std::unique_ptr<PackedGemm> gemm;  // nullptr: OpenBLAS
+    std::vector<std::vector<uint8_t>> packed;
+  };
+  std::vector<Path> paths;
+  paths.push_back({"openblas-f32", nullptr, {}});
+  for (Precision p : {Precision::f32, Precision::bf16}) {
+    if (p == Precision::bf16 && !cpu_has_bf16()) continue;
+    Path path{std::string("packed-") + precision_name(p), std::make_unique<PackedGemm>(p), {}};
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      path.packed.emplace_back(path.gemm->packed_bytes(shapes[i].in, shapes[i].out) + 64);
+      path.gemm->pack(w[i].data(), shapes[i].in, shapes[i].out, path.packed.back().data());
+    }
+    paths.push_back(std::move(path));
+  }
+  auto be = make_cpu_backend();  // unprepared: OpenBLAS
+  std::printf("# bench gemm: y(rows, out) = x(rows, in)·Wᵀ, the four weight GEMMs of one layer of %s\n",
+              c.name.c_str());
+  std::printf("# %d threads, median of %d runs; oneDNN ISA %s%s; µs per layer per row\n", threads, runs,
+              packed_gemm_isa().c_str(), cpu_has_bf16() ? "" : " (no bf16 here)");
+  std::printf("# %6s", "rows");
+  for (const Path& p : paths) std::printf(" %14s", p.name.c_str());
+  for (size_t i = 1; i < paths.size(); ++i) std::printf(" %9s %9s", ("x" + paths[i].name.substr(7)).c_str(), "max-rdiff");
+  std::printf("\n");
   for (int rows : rows_list) {
-    std::vector<double> times;
-    std::vector<std::vector<float>> w, x, y;
-    for (const Shape& s : shapes) {
-      w.emplace_back((size_t)s.out * s.in, 0.01f);
-      x.emplace_back((size_t)rows * s.in, 0.02f);
-      y.emplace_back((size_t)rows * s.out);
+    std::vector<std::vector<float>> x, y0;
+    for (const Shape& sh : shapes) {
+      x.emplace_back((size_t)rows * sh.in);
+      for (float& v : x.back()) v = uni(rng) * 20;
+      y0.emplace_back((size_t)rows * sh.out);
     }
-    double flops = 0.0;
-    for (const Shape& s : shapes) flops += 2.0 * rows * s.out * s.in;
-    for (int r = 0; r < runs + 1; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      for (size_t i = 0; i < w.size(); ++i)
-        be->matmul_wt(x[i].data(), w[i].data(), y[i].data(), rows, shapes[i].in, shapes[i].out, false);
-      if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::vector<double> per_row;
+    std::vector<double> rdiff;
+    for (Path& p : paths) {
+      std::vector<std::vector<float>> y = y0;
+      std::vector<double> times;
+      for (int r = 0; r < runs + 1; ++r) {  // run 0 warms up (and creates oneDNN's primitives)
+        const auto t0 = std::chrono::steady_clock::now();
+        for (size_t i = 0; i < shapes.size(); ++i) {
+          if (p.gemm)
+            p.gemm->matmul(p.packed[i].data(), x[i].data(), y[i].data(), rows, shapes[i].in, shapes[i].out, false);
+          else
+            be->matmul_wt(x[i].data(), w[i].data(), y[i].data(), rows, shapes[i].in, shapes[i].out, false);
+        }
+        if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      per_row.push_back(1e6 * median(times) / rows);
+      if (!p.gemm) {
+        y0 = y;  // OpenBLAS's result: what the packed paths are compared with
+        continue;
+      }
+      double worst = 0;
+      for (size_t i = 0; i < shapes.size(); ++i)
+        worst = std::max(worst, max_rel_error(y[i].data(), y0[i].data(), y[i].size()));
+      rdiff.push_back(worst);
     }
-    const double t = median(times);
-    std::printf("%6d %12.1f %12.1f %16.2f\n", rows, 1e6 * t, flops / t * 1e-9, 1e6 * t / rows);
+    std::printf("  %6d", rows);
+    for (double t : per_row) std::printf(" %14.2f", t);
+    for (size_t i = 1; i < paths.size(); ++i) std::printf(" %8.2fx %9.1e", per_row[0] / per_row[i], rdiff[i - 1]);
+    std::printf("\n");
   }
 }
 
@@ -440,10 +497,15 @@ void add_bench_command(CLI::App& app) {
   gen->add_option("--decode", o->decode, "Tokens to decode")->capture_default_str()->check(CLI::Range(1, 4096));
   gen->add_option("--runs", o->runs, "Timed runs (after one warm-up); the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   gen->add_option("-t,--threads", o->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  gen->add_option("--precision", o->precision, "Weight GEMMs: f32 or bf16 (packed_gemm.h)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  gen->add_flag("--openblas", o->openblas, "Weight GEMMs on OpenBLAS with unpacked fp32 weights (the path before packing)")
+      ->excludes("--precision");
   gen->add_flag("--json", o->json, "Print JSON");
   gen->callback([o] { run_bench_generate(*o); });
 
-  auto rows = std::make_shared<std::vector<int>>(std::vector<int>{128, 64, 32, 16, 8});
+  auto rows = std::make_shared<std::vector<int>>(std::vector<int>{128, 64, 32, 16, 8, 1});
   auto gemm_runs = std::make_shared<int>(20);
   auto gemm_threads = std::make_shared<int>(1);
   auto gemm_model = std::make_shared<ModelOptions>();

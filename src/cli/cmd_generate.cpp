@@ -24,7 +24,7 @@ void add_generate_command(CLI::App& app) {
     set_cpu_threads(opt->threads);
     const LoadedModel lm = load_model(resolve_model(opt->model));
     const std::vector<int32_t> prompt = encode_prompt(lm, *opt);
-    Reference ref(lm.model);
+    Reference ref(lm.model, nullptr, parse_precision(opt->precision));
     Sampler sampler(opt->sampler);
     if ((lm.tokenizer && opt->tokens == 0) || !opt->ids.empty())
       std::fprintf(stderr, "prompt: %zu tokens\n", prompt.size());

@@ -1,5 +1,6 @@
 // cascade run: one Cascade inference under mpirun/srun, every rank one party.
 #include <mpi.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -51,9 +52,9 @@ struct ReferenceCheck {
 };
 
 ReferenceCheck check_against_reference(const Model& model, const std::vector<int32_t>& prompt,
-                                       const ClientResult& cr, bool greedy) {
+                                       const ClientResult& cr, bool greedy, Precision precision) {
   ReferenceCheck rc;
-  Reference ref(model);
+  Reference ref(model, nullptr, precision);  // the same GEMMs as the parties: exact comparison
   if (model.cfg.encoder()) {  // every position's last hidden row
     const int d = model.cfg.d_model;
     const double t0 = ComputeTimer::now();
@@ -255,15 +256,37 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
                 o.trace.c_str(), o.trace.c_str(), o.trace.c_str(), o.trace.c_str());
 }
 
+// Threads of this rank's math (OpenMP: the kernels, oneDNN and OpenBLAS): --threads when given;
+// else the CPUs this rank may run on, shared among the ranks of its node, at least one. Ranks
+// that outnumber the cores thus run one thread each: no pools of spinning threads fighting over
+// cores. Collective over MPI_COMM_WORLD.
+int party_threads(int requested) {
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int local = 1, node_rank = 0;
+  MPI_Comm_size(node, &local);
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_free(&node);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  if (requested <= 0) return std::max(1, cpus / local);
+  if (node_rank == 0 && requested * local > cpus)
+    std::fprintf(stderr, "cascade run: warning: --threads %d × %d ranks on this node > %d CPUs: the threads will contend\n",
+                 requested, local, cpus);
+  return requested;
+}
+
 int run(const RunOptions& o) {
   MpiSession mpi;
-  set_cpu_threads(o.gen.threads > 0 ? o.gen.threads : 1);  // one core per party by default
+  set_cpu_threads(party_threads(o.gen.threads));
   std::unique_ptr<Transport> t = make_mpi_transport(MPI_COMM_WORLD);
   const int rank = t->rank();
   // The parties wait one layer's message at a time and so notice a dead or stuck peer first,
   // naming it and the layer; the client, waiting for a whole step's final row, is the backstop.
   t->set_timeout(rank == 0 ? 2 * o.timeout : o.timeout);
   CascadeSetup setup;
+  setup.precision = parse_precision(o.gen.precision);
   setup.trace = !o.trace.empty();
   setup.trace_views = o.trace_views;
   const std::string start_time = utc_now();
@@ -278,6 +301,9 @@ int run(const RunOptions& o) {
   if (rank == 0) {
     try {
       if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
+      if (setup.precision == Precision::bf16 && !cpu_has_bf16())
+        throw std::invalid_argument("--precision bf16 needs a CPU with AVX512_BF16 or AMX; oneDNN finds " +
+                                    packed_gemm_isa() + " here");
       if (o.trace_views && o.trace.empty()) throw std::invalid_argument("--trace-views needs --trace FILE");
       // An unwritable trace path fails now, before any compute.
       if (!o.trace.empty()) check_trace_path(o.trace, o.force);
@@ -341,7 +367,8 @@ int run(const RunOptions& o) {
   if (rank != 0) return 0;
   std::optional<ReferenceCheck> rc;
   if (o.compare_reference)
-    rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f);
+    rc = check_against_reference(lm->model, setup.prompt, rep.client, o.gen.sampler.temperature <= 0.0f,
+                                 setup.precision);
   const ByteCheck bytes = check_bytes(rep);
   print_report(o, rep, *lm, wall, exposure, bytes, rc);
   if (!o.gen.hidden_out.empty()) {

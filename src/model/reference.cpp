@@ -10,10 +10,12 @@
 
 namespace cascade {
 
-Reference::Reference(const Model& model, Backend* backend) : model_(model), backend_(backend) {
+Reference::Reference(const Model& model, Backend* backend, Precision precision)
+    : model_(model), backend_(backend) {
   if (!backend_) {
     owned_ = make_cpu_backend().release();
     backend_ = owned_;
+    if (model.weights) owned_->prepare_weights(model, precision, {});
   }
   if (!backend_->host_memory())
     throw std::invalid_argument("Reference needs a host-memory backend, got " + backend_->name());

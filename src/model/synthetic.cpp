@@ -143,7 +143,7 @@ Sha256 synthetic_key(const ModelConfig& c, uint64_t seed) {
                 "cascade synthetic weights\ngenerator %d\nmodel %s\nlayers %d\nseed %llu\n"
                 "std %.9g\nlayout %s\ndims %d %d %d %d %d %d %d %d %d\n",
                 kSyntheticGeneratorVersion, c.name.c_str(), c.n_layer, (unsigned long long)seed,
-                kSyntheticStd, kLayoutF32.descriptor, c.d_model, c.n_head, c.n_head_kv,
+                kSyntheticStd, kLayoutF32.descriptor.c_str(), c.d_model, c.n_head, c.n_head_kv,
                 c.d_head, c.d_ff, c.n_vocab, c.n_ctx, c.tied_output ? 1 : 0, c.n_layer);
   return sha256_string(buf);
 }

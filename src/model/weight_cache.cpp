@@ -105,7 +105,7 @@ Expected expected_cache(const WeightLayout& layout, const Sha256& key, const Mod
   std::memcpy(h.magic, kMagic, sizeof kMagic);
   h.version = kVersion;
   h.alignment = kAlignment;
-  std::strncpy(h.layout, layout.descriptor, sizeof h.layout - 1);
+  std::strncpy(h.layout, layout.descriptor.c_str(), sizeof h.layout - 1);
   std::memcpy(h.key_sha256, key.data(), key.size());
   const int64_t dims[kNumDims] = {c.n_layer, c.d_model, c.n_head, c.n_head_kv, c.d_head,
                                   c.d_ff,    c.n_vocab, c.n_ctx,  c.tied_output ? 1 : 0};
@@ -457,11 +457,13 @@ std::shared_ptr<const WeightStore> load_weights(const WeightOrigin& origin, cons
                                                 WeightLoadReport* report) {
   if (!origin.key || !origin.fill)
     throw std::invalid_argument("load_weights: the origin of " + origin.label + " lacks its key or fill");
+  if (origin.layout.descriptor.size() >= sizeof(FileHeader::layout))
+    throw std::invalid_argument("load_weights: layout descriptor '" + origin.layout.descriptor + "' is too long");
   const auto t0 = clock_type::now();
   WeightLoadReport rep;
 
   auto in_memory = [&]() {
-    const Expected x = expected_cache(kLayoutF32, Sha256{}, cfg, specs);
+    const Expected x = expected_cache(origin.layout, Sha256{}, cfg, specs);
     const size_t size = x.header.file_size;
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
@@ -487,8 +489,8 @@ std::shared_ptr<const WeightStore> load_weights(const WeightOrigin& origin, cons
   const auto th = clock_type::now();
   const Sha256 key = origin.key();
   rep.hash_s = seconds_since(th);
-  const Expected x = expected_cache(kLayoutF32, key, cfg, specs);
-  const std::string name = weight_cache_file_name(origin.file_stem, to_hex(key));
+  const Expected x = expected_cache(origin.layout, key, cfg, specs);
+  const std::string name = weight_cache_file_name(origin.file_stem, to_hex(key), origin.layout);
   const std::vector<std::string> dirs = opt.cache_dir.empty()
                                             ? weight_cache_dirs_from(origin.home_dir)
                                             : std::vector<std::string>{opt.cache_dir};

@@ -91,7 +91,9 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
     if (!(opt.model->cfg.shape() == s.shape))
       throw std::invalid_argument("the client's model does not have the schedule's shape");
   }
-  auto backend = make_cpu_backend();
+  std::unique_ptr<Backend> own_backend;
+  if (!opt.backend) own_backend = make_cpu_backend();
+  Backend* backend = opt.backend ? opt.backend : own_backend.get();
   ComputeTimer timer;
   Sampler sampler(opt.sampler);
   // The final row of each step: d floats (hidden) or n_vocab floats (logits).

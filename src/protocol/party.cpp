@@ -174,8 +174,13 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     }
     send_schedule(t, rep.schedule);
     know_schedule(rep.schedule);
+    ClientOptions client = setup.client;
+    if (rep.schedule.lm_head == LmHead::client && client.model) {
+      be->prepare_weights(*client.model, setup.precision, {});  // before the barrier: untimed
+      client.backend = be.get();
+    }
     ready();
-    rep.client = run_client(t, rep.schedule, setup.prompt, setup.client);
+    rep.client = run_client(t, rep.schedule, setup.prompt, client);
     mine.compute_s = rep.client.compute_s;
   } else {
     if (!receive_schedule(t, rep.schedule)) return rep;
@@ -183,6 +188,7 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     const RankRole role = rep.schedule.role_of_rank(t.rank());
     if (role.kind == RankRole::comp) {
       const Model& model = setup.model();
+      be->prepare_weights(model, setup.precision, {});
       ready();
       mine = run_comp_node(t, rep.schedule, model, *be, setup.fault);
     } else {

@@ -225,6 +225,21 @@ class Cli(unittest.TestCase):
         # Shared: each CompNode's proportional share is less than what it maps.
         self.assertLess(sum(p["memory_kb"]["pss"] for p in comps), sum(p["memory_kb"]["rss"] for p in comps))
 
+    def test_precision_bf16_run_and_bad_precision(self):
+        rc, out = mpirun(7, *SMALL, "--precision", "fp16")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--precision", out)
+        flags = open("/proc/cpuinfo").read()
+        if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+            self.skipTest("no AVX512_BF16/AMX: bf16 runs refuse to start (checked in test_packed_gemm)")
+        rc, out = mpirun(7, *SMALL, "--precision", "bf16", "--compare-reference", "--json")
+        self.assertEqual(rc, 0, out)
+        ref = first_json(out)["reference"]
+        self.assertTrue(ref["same_tokens"], ref)
+        # bf16 rounding shows (so the run was not fp32) but stays small
+        self.assertGreater(ref["max_rel_err"], 1e-5, ref)
+        self.assertLess(ref["max_rel_err"], 5e-2, ref)
+
     def test_small_run_succeeds(self):
         rc, out = mpirun(7, *SMALL)
         self.assertEqual(rc, 0, out)

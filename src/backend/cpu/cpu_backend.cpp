@@ -1,4 +1,5 @@
-// CPU backend: OpenBLAS for GEMM, the shared kernels/*.h functions in OpenMP loops for the rest.
+// CPU backend: oneDNN on packed weights for a prepared model's matrices (packed_gemm.h),
+// OpenBLAS for other GEMMs, the shared kernels/*.h functions in OpenMP loops for the rest.
 #include <cblas.h>
 #include <omp.h>
 
@@ -8,6 +9,8 @@
 #include <new>
 
 #include "cascade/backend.h"
+#include "cascade/gemm_weights.h"
+#include "cascade/packed_gemm.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/layernorm.h"
@@ -31,9 +34,22 @@ class CpuBackend final : public Backend {
   void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
+  void prepare_weights(const Model& model, Precision precision,
+                       const WeightLoadOptions& opt) override {
+    auto gemm = std::make_unique<PackedGemm>(precision);
+    weights_ = pack_gemm_weights(model, *gemm, opt);
+    gemm_ = std::move(gemm);
+  }
+
   void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,
                  bool accumulate) override {
     if (n == 0) return;
+    if (weights_) {
+      if (const void* packed = weights_->find(w)) {
+        gemm_->matmul(packed, x, y, n, in, out, accumulate);
+        return;
+      }
+    }
     if (n == 1) {  // decode: a GEMV; sgemm would pack the whole weight matrix for one row
       cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1,
                   accumulate ? 1.0f : 0.0f, y, 1);
@@ -112,6 +128,10 @@ class CpuBackend final : public Backend {
       kernels::merge_partials_row(m + r, e + r, u + r * d_head, nb, rows, rows * d_head, d_head,
                                   o + r * d_head);
   }
+
+ private:
+  std::unique_ptr<PackedGemm> gemm_;           // after prepare_weights
+  std::shared_ptr<const GemmWeights> weights_;  // the prepared model's packed matrices
 };
 
 }  // namespace
