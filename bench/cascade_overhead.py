@@ -31,6 +31,8 @@ def main():
     ap.add_argument("--native-openblas", action="store_true",
                     help="unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (see BENCHMARKS.md)")
     ap.add_argument("--openblas-coretype", help="set OPENBLAS_CORETYPE (e.g. SkylakeX; see BENCHMARKS.md)")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                    help="the weight GEMMs' precision (the reference uses the same)")
     a = ap.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_mpi_yield_when_idle="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
@@ -39,7 +41,7 @@ def main():
         env.pop("OPENBLAS_L2_SIZE", None)
     if a.openblas_coretype:
         env["OPENBLAS_CORETYPE"] = a.openblas_coretype
-    print(f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')}", file=sys.stderr)
+    print(f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')}, precision {a.precision}", file=sys.stderr)
     rows = []
     for cfg in a.configs:
         alpha, beta = (int(x) for x in cfg.split(","))
@@ -49,7 +51,7 @@ def main():
             cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(n),
                    os.path.join(ROOT, "build", "cascade"), "run", "--alpha", str(alpha), "--beta", str(beta),
                    "--cluster", str(a.cluster), "--raw", "--prompt-file", a.prompt_file, "-n", "1",
-                   "--threads", "1", "--insecure", "--compare-reference", "--json"]
+                   "--threads", "1", "--insecure", "--compare-reference", "--json", "--precision", a.precision]
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
