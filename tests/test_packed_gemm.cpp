@@ -19,6 +19,7 @@
 #include <dnnl.hpp>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -31,6 +32,7 @@
 #include "cascade/packed_gemm.h"
 #include "cascade/reference.h"
 #include "kernels/bf16.h"
+#include "test_util.h"
 
 namespace cascade {
 namespace {
@@ -38,6 +40,7 @@ namespace {
 namespace fs = std::filesystem;
 using kernels::bf16_to_f32;
 using kernels::f32_to_bf16;
+using cascade_test::TempDir;
 
 #define REQUIRE_BF16() \
   if (!cpu_has_bf16()) GTEST_SKIP() << "no AVX512_BF16/AMX on this CPU (oneDNN: " << packed_gemm_isa() << ")"
@@ -113,51 +116,57 @@ TEST(Bf16, AgreesWithOneDnnReorder) {
 struct Shape {
   int in, out;
 };
-const Shape kShapes[] = {{37, 53}, {64, 16}, {576, 960}, {1536, 576}};
-const int kRows[] = {1, 2, 7, 16, 33, 128, 300};
-// The layer shapes at a few row counts only: the double-precision loop is slow.
-bool skip(const Shape& s, int n) { return s.in * s.out > 100000 && n != 1 && n != 7 && n != 128; }
+
+// One product to check: y(n, out) = x(n, in) · w(out, in)ᵀ (+ y0 when acc), on random data.
+struct Case {
+  int n, in, out;
+  bool acc;
+  std::vector<float> x, w, y0;
+  std::string name() const {
+    return std::to_string(n) + "x" + std::to_string(in) + " · (" + std::to_string(out) + "x" +
+           std::to_string(in) + ")ᵀ" + (acc ? " +=" : "");
+  }
+};
+
+// Every shape at every row count, with and without accumulation; the layer shapes (slow in
+// the double-precision loop) at 1, 7 and 128 rows only.
+void for_each_case(uint32_t seed, const std::function<void(const Case&)>& check) {
+  const Shape shapes[] = {{37, 53}, {64, 16}, {576, 960}, {1536, 576}};
+  std::mt19937 rng(seed);
+  for (const Shape& s : shapes)
+    for (int n : {1, 2, 7, 16, 33, 128, 300}) {
+      if (s.in * s.out > 100000 && n != 1 && n != 7 && n != 128) continue;
+      for (bool acc : {false, true}) {
+        Case c{n, s.in, s.out, acc, random_vec(rng, (size_t)n * s.in),
+               random_vec(rng, (size_t)s.out * s.in), random_vec(rng, (size_t)n * s.out, 3.0f)};
+        check(c);
+      }
+    }
+}
 
 TEST(PackedGemm, Fp32MatchesNaiveAtEveryRowCount) {
   PackedGemm g(Precision::f32);
-  std::mt19937 rng(3);
-  for (const Shape& s : kShapes)
-    for (int n : kRows)
-      for (bool acc : {false, true}) {
-        if (skip(s, n)) continue;
-        const auto x = random_vec(rng, (size_t)n * s.in);
-        const auto w = random_vec(rng, (size_t)s.out * s.in);
-        const auto y0 = random_vec(rng, (size_t)n * s.out, 3.0f);
-        const auto got = packed_matmul(g, x, w, y0, n, s.in, s.out, acc);
-        const auto want = naive(x, w, y0, n, s.in, s.out, acc, false);
-        EXPECT_LE(max_rel_error(got.data(), want.data(), got.size()), 1e-5)
-            << n << "x" << s.in << " · (" << s.out << "x" << s.in << ")ᵀ" << (acc ? " +=" : "");
-      }
+  for_each_case(3, [&](const Case& c) {
+    const auto got = packed_matmul(g, c.x, c.w, c.y0, c.n, c.in, c.out, c.acc);
+    const auto want = naive(c.x, c.w, c.y0, c.n, c.in, c.out, c.acc, false);
+    EXPECT_LE(max_rel_error(got.data(), want.data(), got.size()), 1e-5) << c.name();
+  });
 }
 
 TEST(PackedGemm, Bf16IsTheProductOfBf16RoundedInputs) {
   REQUIRE_BF16();
   PackedGemm g(Precision::bf16);
-  std::mt19937 rng(4);
-  for (const Shape& s : kShapes)
-    for (int n : kRows)
-      for (bool acc : {false, true}) {
-        if (skip(s, n)) continue;
-        const auto x = random_vec(rng, (size_t)n * s.in);
-        const auto w = random_vec(rng, (size_t)s.out * s.in);
-        const auto y0 = random_vec(rng, (size_t)n * s.out, 3.0f);
-        const auto got = packed_matmul(g, x, w, y0, n, s.in, s.out, acc);
-        const std::string what = std::to_string(n) + "x" + std::to_string(s.in) + " · (" +
-                                 std::to_string(s.out) + "x" + std::to_string(s.in) + ")ᵀ" + (acc ? " +=" : "");
-        // fp32 accumulation of bf16 products: only the summation order differs
-        const auto exact = naive(x, w, y0, n, s.in, s.out, acc, true);
-        EXPECT_LE(max_rel_error(got.data(), exact.data(), got.size()), 1e-5) << what;
-        // and bf16's 8-bit mantissa shows against the unrounded product
-        const auto f32 = naive(x, w, y0, n, s.in, s.out, acc, false);
-        const double err = max_rel_error(got.data(), f32.data(), got.size());
-        EXPECT_GT(err, 1e-4) << what << ": no bf16 rounding seen";
-        EXPECT_LT(err, 3e-2) << what;
-      }
+  for_each_case(4, [&](const Case& c) {
+    const auto got = packed_matmul(g, c.x, c.w, c.y0, c.n, c.in, c.out, c.acc);
+    // fp32 accumulation of bf16 products: only the summation order differs
+    const auto exact = naive(c.x, c.w, c.y0, c.n, c.in, c.out, c.acc, true);
+    EXPECT_LE(max_rel_error(got.data(), exact.data(), got.size()), 1e-5) << c.name();
+    // and bf16's 8-bit mantissa shows against the unrounded product
+    const auto f32 = naive(c.x, c.w, c.y0, c.n, c.in, c.out, c.acc, false);
+    const double err = max_rel_error(got.data(), f32.data(), got.size());
+    EXPECT_GT(err, 1e-4) << c.name() << ": no bf16 rounding seen";
+    EXPECT_LT(err, 3e-2) << c.name();
+  });
 }
 
 TEST(PackedGemm, LayoutDescriptorNamesLibraryIsaAndBlocking) {
@@ -171,20 +180,6 @@ TEST(PackedGemm, LayoutDescriptorNamesLibraryIsaAndBlocking) {
   EXPECT_THROW(parse_precision("fp16"), std::invalid_argument);
   EXPECT_EQ(parse_precision("bf16"), Precision::bf16);
 }
-
-// A fresh cache directory, removed at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = ::testing::TempDir() + "cascade_packed_XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::vector<std::string> files_ending(const std::string& dir, const std::string& suffix) {
   std::vector<std::string> out;

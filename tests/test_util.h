@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include <exception>
+#include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace cascade_test {
@@ -24,5 +28,19 @@ inline std::string error_of(const std::function<void()>& f) {
   }
   return "";
 }
+
+// A fresh directory in the test temp folder, removed with everything in it at the end.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = ::testing::TempDir() + "cascade_test_XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
 
 }  // namespace cascade_test

@@ -102,6 +102,8 @@ class WeightStore {
   const std::vector<WeightEntry>& entries() const { return entries_; }
   const std::string& path() const { return path_; }  // the cache file; "" for private memory
   bool file_backed() const { return !path_.empty(); }
+  // The key in the header (all zero for private memory): what the cache file is named after.
+  Sha256 key() const;
   const uint8_t* data() const { return base_; }  // the whole mapping, header included
   size_t size() const { return size_; }
 

@@ -150,7 +150,7 @@ void run_bench_gemm(const std::vector<int>& rows_list, int runs, int threads, co
     if (p == Precision::bf16 && !cpu_has_bf16()) continue;
     Path path{std::string("packed-") + precision_name(p), std::make_unique<PackedGemm>(p), {}};
     for (size_t i = 0; i < shapes.size(); ++i) {
-      path.packed.emplace_back(path.gemm->packed_bytes(shapes[i].in, shapes[i].out) + 64);
+      path.packed.emplace_back(path.gemm->packed_bytes(shapes[i].in, shapes[i].out));
       path.gemm->pack(w[i].data(), shapes[i].in, shapes[i].out, path.packed.back().data());
     }
     paths.push_back(std::move(path));

@@ -375,6 +375,12 @@ WeightStore::~WeightStore() {
   if (base_) ::munmap(base_, size_);
 }
 
+Sha256 WeightStore::key() const {
+  Sha256 k;
+  std::memcpy(k.data(), base_ + offsetof(FileHeader, key_sha256), k.size());
+  return k;
+}
+
 const float* WeightStore::tensor(const std::string& name, uint64_t n_elements) const {
   for (const WeightEntry& e : entries_)
     if (e.name == name) {

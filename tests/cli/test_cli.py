@@ -240,6 +240,15 @@ class Cli(unittest.TestCase):
         self.assertGreater(ref["max_rel_err"], 1e-5, ref)
         self.assertLess(ref["max_rel_err"], 5e-2, ref)
 
+    def test_threads_default_fits_the_node_and_oversubscribing_is_warned(self):
+        rc, out = mpirun(7, *SMALL)  # 7 ranks on this machine's cores: one thread each, no warning
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("threads will contend", out)
+        t = len(os.sched_getaffinity(0)) + 1  # more than the node has, whatever it has
+        rc, out = mpirun(7, *SMALL, "--threads", str(t))
+        self.assertEqual(rc, 0, out)
+        self.assertIn(f"--threads {t} × 7 ranks on this node", out)
+
     def test_small_run_succeeds(self):
         rc, out = mpirun(7, *SMALL)
         self.assertEqual(rc, 0, out)

@@ -35,13 +35,6 @@ std::map<std::string, Matrix> matrices(const Model& m) {
   return out;
 }
 
-// The key of a file-backed store: bytes 48..79 of its header (weight_cache.h).
-Sha256 store_key(const WeightStore& s) {
-  Sha256 k;
-  std::copy(s.data() + 48, s.data() + 48 + k.size(), k.begin());
-  return k;
-}
-
 }  // namespace
 
 std::shared_ptr<const GemmWeights> pack_gemm_weights(const Model& model, const PackedGemm& gemm,
@@ -76,7 +69,7 @@ std::shared_ptr<const GemmWeights> pack_gemm_weights(const Model& model, const P
   const WeightStore& fp32 = *model.weights;
   if (fp32.file_backed()) {  // beside the fp32 cache, under the same key
     const fs::path path(fp32.path());
-    const Sha256 key = store_key(fp32);
+    const Sha256 key = fp32.key();
     const std::string suffix = "." + to_hex(key).substr(0, 16) + "." + kLayoutF32.tag + ".cache";
     const std::string file = path.filename().string();
     if (file.size() <= suffix.size() || file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
