@@ -510,7 +510,7 @@ void add_bench_command(CLI::App& app) {
   auto gemm_threads = std::make_shared<int>(1);
   auto gemm_model = std::make_shared<ModelOptions>();
   CLI::App* gemm = bench->add_subcommand("gemm", "GEMM throughput of one layer's weights at several row counts");
-  gemm->add_option("--rows", *rows, "Row counts")->capture_default_str()->check(CLI::Range(1, 65536));
+  gemm->add_option("--rows", *rows, "Row counts (space- or comma-separated)")->capture_default_str()->delimiter(',')->check(CLI::Range(1, 65536));
   gemm->add_option("--runs", *gemm_runs, "Timed runs per row count (median)")->capture_default_str()->check(CLI::Range(1, 100000));
   gemm->add_option("-t,--threads", *gemm_threads, "CPU threads")->capture_default_str()->check(CLI::PositiveNumber);
   add_model_options(gemm, *gemm_model, /*weights=*/false);
