@@ -55,6 +55,9 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
   sub->add_option("--hidden-out", o.hidden_out,
                   "Encoders (bert): write the last hidden states (prompt tokens × d_model float32, "
                   "little-endian, row-major) to this file");
+  sub->add_option("--logits-out", o.logits_out,
+                  "Decoders: write the logits row of every generated token (tokens × n_vocab float32, "
+                  "little-endian, row-major) to this file, e.g. to compare runs bit for bit");
   sub->add_option("-n,--n-predict", o.n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
   sub->add_option("--temperature", o.sampler.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
@@ -73,6 +76,14 @@ void write_hidden(const std::string& path, const std::vector<float>& hidden) {
   out.write(reinterpret_cast<const char*>(hidden.data()), (std::streamsize)(4 * hidden.size()));
   out.close();
   if (!out) throw std::runtime_error("cannot write --hidden-out file '" + path + "'");
+}
+
+void write_logits(const std::string& path, const std::vector<std::vector<float>>& rows) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  for (const std::vector<float>& r : rows)
+    out.write(reinterpret_cast<const char*>(r.data()), (std::streamsize)(4 * r.size()));
+  out.close();
+  if (!out) throw std::runtime_error("cannot write --logits-out file '" + path + "'");
 }
 
 std::string hidden_summary(const std::vector<float>& hidden, int d) {
@@ -192,6 +203,8 @@ std::vector<int32_t> encode_prompt(const LoadedModel& lm, const GenerateOptions&
     if ((int)ids.size() > cfg.n_ctx)
       throw std::invalid_argument("input (" + std::to_string(ids.size()) + " tokens) exceeds the model context of " +
                                   std::to_string(cfg.n_ctx));
+    if (!o.logits_out.empty())
+      throw std::invalid_argument("--logits-out is for decoders; " + cfg.arch + " is an encoder (use --hidden-out)");
     return ids;
   }
   if (!o.hidden_out.empty())

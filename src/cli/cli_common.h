@@ -42,6 +42,7 @@ struct GenerateOptions {
   uint64_t prompt_seed = kDefaultPromptSeed;
   std::vector<int32_t> ids;  // --ids: the prompt as token ids
   std::string hidden_out;    // --hidden-out FILE (encoders)
+  std::string logits_out;    // --logits-out FILE (decoders)
   int n_predict = 32;
   bool ignore_eos = false;
   int threads = 0;
@@ -57,6 +58,9 @@ void require_llama(const ModelConfig& cfg, const std::string& what);
 
 // --hidden-out: an encoder's last hidden states as raw float32. Throws on an I/O error.
 void write_hidden(const std::string& path, const std::vector<float>& hidden);
+// --logits-out: each generated token's logits row as raw float32 (steps × n_vocab). Throws on
+// an I/O error.
+void write_logits(const std::string& path, const std::vector<std::vector<float>>& rows);
 // One line describing (rows, d) hidden states: shape, mean, max |h|, the first values.
 std::string hidden_summary(const std::vector<float>& hidden, int d);
 

@@ -45,10 +45,12 @@ void add_generate_command(CLI::App& app) {
     }
     std::vector<float> logits = ref.forward(prompt);
     const double t_prefill = std::chrono::duration<double>(clock::now() - t0).count();
+    std::vector<std::vector<float>> rows;  // --logits-out
 
     std::vector<int32_t> out;
     t0 = clock::now();
     for (int i = 0; i < opt->n_predict; ++i) {
+      if (!opt->logits_out.empty()) rows.push_back(logits);
       const int32_t tok = sampler.sample(logits.data(), lm.model.cfg.n_vocab);
       if (tok == lm.eos_id() && !opt->ignore_eos) break;
       std::fputs(lm.token_output(tok, out.empty()).c_str(), stdout);
@@ -60,6 +62,7 @@ void add_generate_command(CLI::App& app) {
     const double t_decode = std::chrono::duration<double>(clock::now() - t0).count();
     std::fputc('\n', stdout);
     std::fflush(stdout);
+    if (!opt->logits_out.empty()) write_logits(opt->logits_out, rows);
     const int n_decoded = out.empty() ? 0 : (int)out.size() - 1;  // first token came from prefill
     std::fprintf(stderr, "prefill: %zu tokens in %.3f s (%.1f tok/s)\n", prompt.size(), t_prefill,
                  prompt.size() / t_prefill);

@@ -99,7 +99,7 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
                  exposure.warnings.size() == 1 ? "its" : "their");
   setup.client.n_generate = n_generate;
   setup.client.sampler = o.gen.sampler;
-  setup.client.keep_logits = o.compare_reference;
+  setup.client.keep_logits = o.compare_reference || !o.gen.logits_out.empty();
   setup.client.stop_token = o.gen.ignore_eos ? -1 : lm.eos_id();
   setup.client.model = &lm.model;  // the final norm and output matrix (--lm-head client)
 }
@@ -309,6 +309,8 @@ int run(const RunOptions& o) {
       if (!o.trace.empty()) check_trace_path(o.trace, o.force);
       if (!o.gen.hidden_out.empty() && !std::ofstream(o.gen.hidden_out, std::ios::app))
         throw std::invalid_argument("cannot write --hidden-out file '" + o.gen.hidden_out + "'");
+      if (!o.gen.logits_out.empty() && !std::ofstream(o.gen.logits_out, std::ios::app))
+        throw std::invalid_argument("cannot write --logits-out file '" + o.gen.logits_out + "'");
       lm.emplace(load_model(resolve_model(o.gen.model)));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
@@ -371,9 +373,10 @@ int run(const RunOptions& o) {
                                  setup.precision);
   const ByteCheck bytes = check_bytes(rep);
   print_report(o, rep, *lm, wall, exposure, bytes, rc);
-  if (!o.gen.hidden_out.empty()) {
+  if (!o.gen.hidden_out.empty() || !o.gen.logits_out.empty()) {
     try {
-      write_hidden(o.gen.hidden_out, rep.client.hidden);
+      if (!o.gen.hidden_out.empty()) write_hidden(o.gen.hidden_out, rep.client.hidden);
+      if (!o.gen.logits_out.empty()) write_logits(o.gen.logits_out, rep.client.logits);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "cascade run: error: %s\n", e.what());
       return 5;

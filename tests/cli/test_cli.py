@@ -249,6 +249,42 @@ class Cli(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertIn(f"--threads {t} × 7 ranks on this node", out)
 
+    def test_same_command_same_logits_bit_for_bit(self):
+        # Determinism on the CPU backend: the same run twice, and with 2 threads per rank, writes
+        # identical logits (oneDNN splits a GEMM's outputs, not its sums, across threads); so does
+        # `generate` at 1 and 2 threads. Other (α, β) or shardings merge partials in another order:
+        # equal to 1e-4, not bit for bit (README, "Determinism").
+        with tempfile.TemporaryDirectory() as d:
+            files = []
+            for i, extra in enumerate(([], [], ["--threads", "2"])):
+                f = os.path.join(d, "run%d.f32" % i)
+                rc, out = mpirun(7, *SMALL, "--logits-out", f, *extra)
+                self.assertEqual(rc, 0, out)
+                files.append(open(f, "rb").read())
+            self.assertEqual(len(files[0]), 4 * 4 * 49152)  # -n 4 rows of n_vocab floats
+            self.assertEqual(files[0], files[1])
+            self.assertEqual(files[0], files[2])
+            gen = []
+            for t in ("1", "2"):
+                f = os.path.join(d, "gen%s.f32" % t)
+                rc, out = run([CASCADE, "generate", "-n", "4", "--threads", t, "--logits-out", f])
+                self.assertEqual(rc, 0, out)
+                gen.append(open(f, "rb").read())
+            self.assertEqual(gen[0], gen[1])
+            a, b = array.array("f", files[0]), array.array("f", gen[0])
+            self.assertEqual(len(a), len(b))
+            for r in range(4):
+                row_a, row_b = a[r * 49152:(r + 1) * 49152], b[r * 49152:(r + 1) * 49152]
+                err = max(abs(x - y) for x, y in zip(row_a, row_b)) / max(abs(y) for y in row_b)
+                self.assertLessEqual(err, 1e-4, "row %d" % r)
+            rc, out = mpirun(7, *SMALL, "--logits-out", "/nonexistent/dir/l.f32")
+            self.assertNotEqual(rc, 0)
+            self.assertIn("cannot write --logits-out file", out)
+            rc, out = run([CASCADE, "generate", "--model", "synthetic:bert-tiny", "--tokens", "4",
+                           "--logits-out", os.path.join(d, "x.f32")])
+            self.assertNotEqual(rc, 0)
+            self.assertIn("--logits-out is for decoders", out)
+
     def test_small_run_succeeds(self):
         rc, out = mpirun(7, *SMALL)
         self.assertEqual(rc, 0, out)
