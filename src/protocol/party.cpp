@@ -12,6 +12,7 @@
 #include "cascade/protocol.h"
 #include "cascade/trace.h"
 #include "cascade/view.h"
+#include "step.h"
 
 namespace cascade {
 namespace {
@@ -76,21 +77,6 @@ PartyStats decode_report(int r, const std::vector<uint8_t>& in, ByteCounts& sent
   if (p != end) throw bad("trailing bytes");
   return st;
 }
-
-// Where rank 0 waits for everyone (the start barrier, the end-of-run reports), it alone knows
-// who is missing and names them. The others wait longer there, so that rank 0 speaks first
-// instead of every party blaming the healthy client.
-class LongerTimeout {
- public:
-  explicit LongerTimeout(Transport& t) : t_(t), saved_(t.timeout()) {
-    if (t.rank() != 0) t.set_timeout(2 * saved_ + 5);
-  }
-  ~LongerTimeout() { t_.set_timeout(saved_); }
-
- private:
-  Transport& t_;
-  double saved_;
-};
 
 std::string host_name() {
   char buf[256] = {0};

@@ -12,7 +12,10 @@ void serve_steps(Transport& t, const Schedule& s, const std::function<void(const
   run_step(Step::prefill(s));
   for (;;) {
     // Its positions depend on the command: received as it comes, then checked.
-    const Received r = t.recv_any(0, -1, CommKind::control);
+    const Received r = [&] {
+      LongerTimeout patience(t);  // a stuck step is named by a party inside it, or the client
+      return t.recv_any(0, -1, CommKind::control);
+    }();
     Control c;
     if (r.msg.parts.size() != 1 || r.msg.parts[0].kind != CommKind::control ||
         r.payload.size() != sizeof(Control))

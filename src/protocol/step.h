@@ -26,6 +26,25 @@ struct Step {
   int last() const { return end - 1; }
 };
 
+// Where a party waits on the client, it waits longer than the others wait on each other: the
+// start barrier and the end-of-run reports (rank 0 alone knows who is missing and names them),
+// and the next step's control message (the step is stuck on whoever a party inside it waits
+// for, at the plain timeout, or the client at twice it). So the party that names the dead or
+// stuck one speaks first, instead of every idle party blaming the healthy client.
+class LongerTimeout {
+ public:
+  explicit LongerTimeout(Transport& t) : t_(t), saved_(t.timeout()) {
+    if (t.rank() != 0) t.set_timeout(2 * saved_ + 5);
+  }
+  ~LongerTimeout() { t_.set_timeout(saved_); }
+  LongerTimeout(const LongerTimeout&) = delete;
+  LongerTimeout& operator=(const LongerTimeout&) = delete;
+
+ private:
+  Transport& t_;
+  double saved_;
+};
+
 // A CompNode's or AttnNode's life: the prefill, then one decode step per control message from
 // the client, until it says stop. Returns when stopped; throws on a malformed control message.
 void serve_steps(Transport& t, const Schedule& s, const std::function<void(const Step&)>& run_step);

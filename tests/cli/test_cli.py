@@ -7,9 +7,11 @@ non-zero exit on every rank, and a dead or stuck peer ends the run (no hang).
 import array
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 CASCADE = None
@@ -35,6 +37,62 @@ def mpirun_mpmd(*groups, timeout=240):
     for i, (np, args) in enumerate(groups):
         cmd += ([":"] if i else []) + ["-np", str(np), CASCADE, "run", *args]
     return run(cmd, timeout=timeout)
+
+
+def world_ranks_of(cmd_marker):
+    """{MPI rank: pid} of the processes whose command line holds `cmd_marker`."""
+    ranks = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open("/proc/%s/cmdline" % pid, "rb").read()
+            env = open("/proc/%s/environ" % pid, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if cmd_marker.encode() not in cmd:
+            continue
+        for e in env:
+            if e.startswith(b"OMPI_COMM_WORLD_RANK="):
+                ranks[int(e.split(b"=")[1])] = int(pid)
+    return ranks
+
+
+def run_and_stop(np, args, target, alpha, timeout=120):
+    """Starts `mpirun -np np cascade run ARGS` on a synthetic model, waits for its third streamed
+    token id (decoding has begun), SIGSTOPs rank `target`, and waits for the job to end. Returns
+    (exit code, output, seconds from the stop to the end); the stopped process is killed at the end."""
+    marker = "--prompt-seed=%d" % os.getpid()  # finds this job's ranks and no other's
+    p = subprocess.Popen([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np), CASCADE, "run",
+                          *args, marker], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
+    out = b""
+    deadline = time.time() + timeout
+    # The ids stream after the exposure table's last span-attack warning (one per CompNode).
+    end_of_table = b"(the span attack)\n"
+    def decoding():
+        if out.count(end_of_table) < alpha:
+            return False
+        return len(out[out.rindex(end_of_table) + len(end_of_table):].split()) >= 3
+    while not decoding() and p.poll() is None and time.time() < deadline:
+        out += os.read(p.stdout.fileno(), 1)
+    pid = world_ranks_of(marker).get(target)
+    if pid is None:
+        p.kill()
+        return -1, out.decode(errors="replace") + "\n(no rank %d found)" % target, 0.0
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.time()
+    try:
+        rest, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rest, _ = p.communicate()
+        rest += b"\n(HUNG: killed after %d s)" % timeout
+    seconds = time.time() - t0
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return p.returncode, (out + rest).decode(errors="replace"), seconds
 
 
 SMALL = ["--alpha", "2", "--beta", "2", "--cluster", "2", "-n", "4", "--insecure"]  # 7 ranks
@@ -156,6 +214,24 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertRegex(out, r"timed out after \d+ s waiting for \S+ from rank \d+ "
                               r"\((CompNode|AttnNode)[^)]*\)+ at layer [34]")
+
+    def test_sigstop_mid_decode_names_the_stopped_party(self):
+        # A real stuck process (SIGSTOP: Open MPI does not notice it), mid-decode, in an α = 4,
+        # β = 1 run: the run ends on every rank within a few timeouts, non-zero, and the message
+        # names the stopped party, not the healthy client the idle parties wait on.
+        for target, named in ((5, r"from rank 5 \(AttnNode \(0,0\)\) at layer \d+"),
+                              (2, r"from rank 2 \(CompNode 1\) at layer \d+"),
+                              (0, r"(to|from) rank 0 \(client\)")):
+            with self.subTest(target=target):
+                rc, out, seconds = run_and_stop(
+                    6, ["--alpha", "4", "--beta", "1", "--cluster", "4", "--insecure", "--timeout", "3",
+                        "-n", "400", "--ignore-eos", "--model", "synthetic:smollm2-135m", "--layers", "4",
+                        "--tokens", "16"], target, alpha=4)
+                self.assertNotEqual(rc, 0, out)
+                self.assertLess(seconds, 30, out)
+                self.assertRegex(out, r"timed out after \d+ s (waiting for|sending) \S+ " + named, out)
+                if target != 0:
+                    self.assertNotRegex(out, r"waiting for \S+ from rank 0 \(client\)", out)
 
     def test_party_stuck_before_start_is_named_by_the_client(self):
         # AttnNode (1,1) (rank 6) never reaches the start barrier: no collective hangs, and the
