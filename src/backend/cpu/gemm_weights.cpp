@@ -53,10 +53,11 @@ std::shared_ptr<const GemmWeights> pack_gemm_weights(const Model& model, const P
   }
   const std::string hash = to_hex(sha256_string(descriptors)).substr(0, 16);
   const std::string prec = precision_name(gemm.precision());
+  // A store holds floats: a packed matrix takes its bytes rounded up to whole floats.
+  auto floats = [&bytes](const Matrix& m) -> uint64_t { return (bytes.at({m.in, m.out}) + 3) / 4; };
 
   std::vector<WeightSpec> specs;
-  for (const auto& [name, m] : mats)
-    specs.push_back({name, {{name, (bytes.at({m.in, m.out}) + 3) / 4, 1}}});
+  for (const auto& [name, m] : mats) specs.push_back({name, {{name, floats(m), 1}}});
 
   WeightOrigin o;
   o.layout = {"dnnl-" + prec + "-" + hash.substr(0, 8), "onednn " + prec + " " + hash};
@@ -74,8 +75,8 @@ std::shared_ptr<const GemmWeights> pack_gemm_weights(const Model& model, const P
     const std::string file = path.filename().string();
     if (file.size() <= suffix.size() || file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
       throw std::logic_error("pack_gemm_weights: unexpected cache file name " + file);
-    o.label = file.substr(0, file.size() - suffix.size()) + " (packed)";
     o.file_stem = file.substr(0, file.size() - suffix.size());
+    o.label = o.file_stem + " (packed)";
     o.home_dir = path.parent_path().string();
     o.key = [key] { return key; };
     opt.cache_dir = o.home_dir;
@@ -89,10 +90,7 @@ std::shared_ptr<const GemmWeights> pack_gemm_weights(const Model& model, const P
   gw->precision = gemm.precision();
   gw->model_weights = model.weights;
   gw->store = load_weights(o, model.cfg, specs, opt, &gw->report);
-  for (const auto& [name, m] : mats) {
-    const uint64_t n = (bytes.at({m.in, m.out}) + 3) / 4;
-    gw->packed[m.w] = gw->store->tensor(name, n);
-  }
+  for (const auto& [name, m] : mats) gw->packed[m.w] = gw->store->tensor(name, floats(m));
   return gw;
 }
 
