@@ -28,30 +28,14 @@
 #include "cascade/synthetic.h"
 #include "cascade/weight_cache.h"
 #include "kernels/softmax.h"
+#include "test_util.h"
 
 namespace cascade {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = ::testing::TempDir() + "cascade_synthetic_XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::vector<std::string> files() const {
-    std::vector<std::string> v;
-    for (const auto& e : fs::directory_iterator(path)) v.push_back(e.path().filename().string());
-    std::sort(v.begin(), v.end());
-    return v;
-  }
-};
+using cascade_test::TempDir;
 
 WeightLoadOptions in_dir(const std::string& dir) {
   WeightLoadOptions o;

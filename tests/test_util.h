@@ -6,11 +6,13 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace cascade_test {
 
@@ -40,6 +42,16 @@ struct TempDir {
   ~TempDir() {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+  // The names of the files in it, sorted.
+  std::vector<std::string> files() const {
+    std::vector<std::string> v;
+    for (const auto& e : std::filesystem::directory_iterator(path)) v.push_back(e.path().filename().string());
+    std::sort(v.begin(), v.end());
+    return v;
   }
 };
 

@@ -40,6 +40,7 @@
 #include "cascade/sha256.h"
 #include "cascade/weight_cache.h"
 #include "gguf_builder.h"
+#include "test_util.h"
 
 namespace cascade {
 namespace {
@@ -51,26 +52,7 @@ const std::string kModel =
     std::string(CASCADE_SOURCE_DIR) + "/data/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const std::string kGolden = std::string(CASCADE_SOURCE_DIR) + "/data/golden/dequant.json";
 
-// A fresh directory, removed with everything in it at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = ::testing::TempDir() + "cascade_weight_cache_XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-  std::vector<std::string> files() const {
-    std::vector<std::string> v;
-    for (const auto& e : fs::directory_iterator(path)) v.push_back(e.path().filename().string());
-    std::sort(v.begin(), v.end());
-    return v;
-  }
-};
+using cascade_test::TempDir;
 
 WeightLoadOptions in_dir(const std::string& dir, double lock_timeout_s = 0) {
   WeightLoadOptions o;
