@@ -71,19 +71,26 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
       ->check(CLI::IsMember({"f32", "bf16"}));
 }
 
-void write_hidden(const std::string& path, const std::vector<float>& hidden) {
+namespace {
+// Rows of float32, one after the other, little-endian (this machine's order), to `path`.
+void write_rows(const std::string& path, const std::string& flag,
+                const std::vector<const std::vector<float>*>& rows) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(hidden.data()), (std::streamsize)(4 * hidden.size()));
+  for (const std::vector<float>* r : rows)
+    out.write(reinterpret_cast<const char*>(r->data()), (std::streamsize)(4 * r->size()));
   out.close();
-  if (!out) throw std::runtime_error("cannot write --hidden-out file '" + path + "'");
+  if (!out) throw std::runtime_error("cannot write " + flag + " file '" + path + "'");
+}
+}  // namespace
+
+void write_hidden(const std::string& path, const std::vector<float>& hidden) {
+  write_rows(path, "--hidden-out", {&hidden});
 }
 
 void write_logits(const std::string& path, const std::vector<std::vector<float>>& rows) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  for (const std::vector<float>& r : rows)
-    out.write(reinterpret_cast<const char*>(r.data()), (std::streamsize)(4 * r.size()));
-  out.close();
-  if (!out) throw std::runtime_error("cannot write --logits-out file '" + path + "'");
+  std::vector<const std::vector<float>*> p;
+  for (const std::vector<float>& r : rows) p.push_back(&r);
+  write_rows(path, "--logits-out", p);
 }
 
 std::string hidden_summary(const std::vector<float>& hidden, int d) {

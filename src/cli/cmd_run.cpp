@@ -307,10 +307,9 @@ int run(const RunOptions& o) {
       if (o.trace_views && o.trace.empty()) throw std::invalid_argument("--trace-views needs --trace FILE");
       // An unwritable trace path fails now, before any compute.
       if (!o.trace.empty()) check_trace_path(o.trace, o.force);
-      if (!o.gen.hidden_out.empty() && !std::ofstream(o.gen.hidden_out, std::ios::app))
-        throw std::invalid_argument("cannot write --hidden-out file '" + o.gen.hidden_out + "'");
-      if (!o.gen.logits_out.empty() && !std::ofstream(o.gen.logits_out, std::ios::app))
-        throw std::invalid_argument("cannot write --logits-out file '" + o.gen.logits_out + "'");
+      for (const auto& [flag, path] : {std::pair{"--hidden-out", o.gen.hidden_out}, std::pair{"--logits-out", o.gen.logits_out}})
+        if (!path.empty() && !std::ofstream(path, std::ios::app))
+          throw std::invalid_argument(std::string("cannot write ") + flag + " file '" + path + "'");
       lm.emplace(load_model(resolve_model(o.gen.model)));
       plan_on_client(o, setup, *lm, exposure);
       check_world_size(setup.schedule, t->size());
