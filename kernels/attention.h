@@ -33,7 +33,7 @@ CASCADE_HD void partial_attention_row(const float* q, const float* K, const floa
       }
       const float* k = K + (long)j * stride;
       float s = 0.0f;
-#if !defined(__CUDA_ARCH__)
+#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
 #pragma omp simd reduction(+ : s)  // vectorise the dot product on the CPU (reassociates the sum)
 #endif
       for (int t = 0; t < d_h; ++t) s += q[t] * k[t];
@@ -47,7 +47,7 @@ CASCADE_HD void partial_attention_row(const float* q, const float* K, const floa
       for (int t = 0; t < d_h; ++t) u[t] *= r;
       m = cmax;
     }
-#if !defined(__CUDA_ARCH__)
+#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
 #pragma omp simd
 #endif
     for (int jj = 0; jj < nc; ++jj) w[jj] = sc[jj] == neg_inf() ? 0.0f : exp_fast(sc[jj] - m);
@@ -65,12 +65,14 @@ CASCADE_HD void partial_attention_row(const float* q, const float* K, const floa
 // Merge nb partials of one (position, head) into the attention output o(d_h):
 //   n = max_b m_b,  w_b = exp(m_b − n) (0 when m_b = −inf),  o = Σ w_b·u_b / Σ w_b·e_b.
 // Partial b lives at m[b·stride_m], e[b·stride_m], u[b·stride_u]. All partials empty → o = 0
-// (never NaN: exp(−inf − (−inf)) is never evaluated).
+// (never NaN: exp(−inf − (−inf)) is never evaluated). Only dims t0, t0 + dt, ... are written
+// (the CUDA kernel's lanes split them; the CPU passes 0, 1).
 CASCADE_HD void merge_partials_row(const float* m, const float* e, const float* u, int nb,
-                                   long stride_m, long stride_u, int d_h, float* o) {
+                                   long stride_m, long stride_u, int d_h, float* o, int t0 = 0,
+                                   int dt = 1) {
   float n = neg_inf();
   for (int b = 0; b < nb; ++b) n = fmaxf(n, m[b * stride_m]);
-  for (int t = 0; t < d_h; ++t) o[t] = 0.0f;
+  for (int t = t0; t < d_h; t += dt) o[t] = 0.0f;
   if (n == neg_inf()) return;
   float denom = 0.0f;
   for (int b = 0; b < nb; ++b) {
@@ -79,10 +81,10 @@ CASCADE_HD void merge_partials_row(const float* m, const float* e, const float* 
     const float w = expf(mb - n);
     denom += w * e[b * stride_m];
     const float* ub = u + b * stride_u;
-    for (int t = 0; t < d_h; ++t) o[t] += w * ub[t];
+    for (int t = t0; t < d_h; t += dt) o[t] += w * ub[t];
   }
   const float inv = 1.0f / denom;
-  for (int t = 0; t < d_h; ++t) o[t] *= inv;
+  for (int t = t0; t < d_h; t += dt) o[t] *= inv;
 }
 
 // Merge two partials into one, (m1, e1, u1) ← (m1, e1, u1) ⊕ (m2, e2, u2). Associative and

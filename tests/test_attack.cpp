@@ -187,8 +187,8 @@ TEST(Layer0Inverter, NamesTheTokenOfALayer0Row) {
   const std::vector<int32_t> pos = {0, 37, 150, 301, 420, 499};
   std::vector<float> h(6 * c.d_model), q(6 * c.d_q()), k(6 * c.d_kv()), v(k.size());
   embed_tokens(m, ids.data(), 6, h.data());
-  LayerScratch ws;
   auto be = make_cpu_backend();
+  LayerScratch ws;  // after be: its buffers go back to be
   layer_prepass(*be, m, 0, h.data(), pos.data(), 6, q.data(), k.data(), v.data(), ws);
   const Layer0Inverter inv(m);
   for (int i = 0; i < 6; ++i) {
@@ -209,8 +209,8 @@ ViewPartials comp0_partials(const Model& m, const Schedule& s, const std::vector
   for (int i = 0; i < n; ++i) pos[i] = i;
   std::vector<float> h((size_t)n * c.d_model), q((size_t)n * c.d_q()), k((size_t)n * c.d_kv()), v(k.size());
   embed_tokens(m, ids.data(), n, h.data());
-  LayerScratch ws;
   auto be = make_cpu_backend();
+  LayerScratch ws;  // after be: its buffers go back to be
   layer_prepass(*be, m, 0, h.data(), pos.data(), n, q.data(), k.data(), v.data(), ws);
   ViewPartials vp;
   vp.beta = s.beta, vp.n_head = c.n_head, vp.d_head = c.d_head;

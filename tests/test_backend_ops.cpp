@@ -1,11 +1,13 @@
 // Every op of every backend on random inputs, after llama.cpp's test-backend-ops: the CPU backend
 // is checked against naive double-precision loops, every other backend against the CPU backend,
 // by normalised mean squared error  NMSE = Σ(a − ref)² / Σ ref²  with a tolerance per op.
-// The CUDA tests are skipped (GTEST_SKIP, reported as skipped) when no CUDA device is present.
+// The device tests run on the CUDA backend, skipped (GTEST_SKIP, reported as skipped) when no CUDA
+// device is present, and on the CUDA emulator (tests/emu), which runs the same kernel source on the CPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "cascade/backend.h"
+#include "emulated_backend.h"
 
 namespace {
 
@@ -28,9 +31,6 @@ constexpr double kTolElementwise = 1e-10;
 constexpr double kTolRope = 1e-8;
 constexpr double kTolGemm = 1e-8;
 constexpr double kTolAttention = 1e-8;
-
-#define REQUIRE_CUDA() \
-  if (!cascade::cuda_available()) GTEST_SKIP() << "no CUDA device"
 
 std::vector<float> random_vec(std::mt19937& rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
   std::uniform_real_distribution<float> dist(lo, hi);
@@ -395,6 +395,10 @@ TEST(BackendFactory, CudaWithoutDeviceThrowsRuntimeError) {
     } catch (const std::runtime_error& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find("CUDA"), std::string::npos) << what;  // says what is missing
+#ifdef CASCADE_HAVE_CUDA
+      // Built with CUDA: the plugin (libcascade_cuda.so) loaded; only the device is missing.
+      EXPECT_NE(what.find("no CUDA device"), std::string::npos) << what;
+#endif
     }
   }
 }
@@ -492,88 +496,188 @@ TEST(BackendOpsCpu, MergePartialsVsNaive) {
   }
 }
 
-// ---- the CUDA backend against the CPU backend -------------------------------------------------
+// ---- the device backends against the CPU backend ---------------------------------------------
+// Every test below runs on the CUDA backend (skipped, with the reason, without a device) and on
+// "cuda-emu": the very kernels/cuda/*.cu source on the CUDA emulator (tests/emu). On the
+// emulator each device run happens twice, the threads of a block run in ascending and then in
+// descending order between barriers, and the two results must agree bit for bit: a race (a
+// missing __syncthreads, say) shows as a difference or as the emulator's NaN poison.
 
-TEST(BackendOpsCuda, NameMemoryAndRoundTrip) {
-  REQUIRE_CUDA();
-  auto be = cascade::make_cuda_backend();
-  EXPECT_EQ(be->name().rfind("cuda", 0), 0u) << be->name();
-  EXPECT_FALSE(be->host_memory());
-  EXPECT_EQ(cascade::make_backend("cuda")->name().rfind("cuda", 0), 0u);
-  std::mt19937 rng(11);
-  const auto x = random_vec(rng, 100003);
-  auto b = upload(*be, x);
-  EXPECT_EQ(download<float>(*be, *b, x.size()), x);
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+bool same_bits(const AttnOut& a, const AttnOut& b) {
+  return same_bits(a.m, b.m) && same_bits(a.e, b.e) && same_bits(a.u, b.u);
 }
 
-TEST(BackendOpsCuda, MatmulWt) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+class BackendOpsDevice : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "cuda") {
+      if (!cascade::cuda_available()) GTEST_SKIP() << "no CUDA device (the cuda_emu variant runs the same kernels)";
+      be_ = cascade::make_cuda_backend();
+    } else {
+      be_ = cascade_test::make_emulated_cuda_backend();
+    }
+    cpu_ = cascade::make_cpu_backend();
+  }
+  void TearDown() override { cascade_test::set_emulator_descending(false); }
+  bool emulated() const { return GetParam() == "cuda-emu"; }
+
+  // f(device backend); on the emulator in both thread orders, which must agree bit for bit, and
+  // at least one kernel must have run.
+  template <class F>
+  auto dev(F f) {
+    if (!emulated()) return f(*be_);
+    const long launches = cascade_test::emulator_launches();
+    cascade_test::set_emulator_descending(false);
+    auto a = f(*be_);
+    EXPECT_GT(cascade_test::emulator_launches(), launches) << "no kernel ran on the emulator";
+    cascade_test::set_emulator_descending(true);
+    auto b = f(*be_);
+    cascade_test::set_emulator_descending(false);
+    EXPECT_TRUE(same_bits(a, b)) << "ascending and descending thread orders disagree: a race";
+    return a;
+  }
+
+  std::unique_ptr<Backend> be_, cpu_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendOpsDevice, ::testing::Values("cuda", "cuda-emu"),
+                         [](const ::testing::TestParamInfo<std::string>& p) {
+                           return p.param == "cuda" ? std::string("cuda") : std::string("cuda_emu");
+                         });
+
+TEST_P(BackendOpsDevice, NameMemoryAndRoundTrip) {
+  EXPECT_EQ(be_->name().rfind("cuda", 0), 0u) << be_->name();
+  EXPECT_FALSE(be_->host_memory());
+  if (!emulated()) {
+    EXPECT_EQ(cascade::make_backend("cuda")->name().rfind("cuda", 0), 0u);
+  }
+  std::mt19937 rng(11);
+  const auto x = random_vec(rng, 100003);
+  auto b = upload(*be_, x);
+  EXPECT_EQ(download<float>(*be_, *b, x.size()), x);
+}
+
+TEST_P(BackendOpsDevice, MatmulWt) {
+  if (emulated()) GTEST_SKIP() << "cuBLAS's job: the emulated backend borrows the CPU GEMM, nothing to compare";
   std::mt19937 rng(12);
   for (const MatmulShape& s : kMatmulShapes)
     for (bool acc : {false, true}) {
       const auto x = random_vec(rng, (size_t)s.n * s.in);
       const auto w = random_vec(rng, (size_t)s.out * s.in);
       const auto y0 = random_vec(rng, (size_t)s.n * s.out, -3.0f, 3.0f);
-      const double err = nmse(run_matmul_wt(*be, x, w, y0, s.n, s.in, s.out, acc),
-                              run_matmul_wt(*cpu, x, w, y0, s.n, s.in, s.out, acc));
+      const double err = nmse(run_matmul_wt(*be_, x, w, y0, s.n, s.in, s.out, acc),
+                              run_matmul_wt(*cpu_, x, w, y0, s.n, s.in, s.out, acc));
       EXPECT_LE(err, kTolGemm) << shape_str({s.n, s.in, s.out}) << (acc ? " accumulate" : "");
     }
   const std::vector<float> x, w(8, 1.0f), y0 = {1.0f, 2.0f};
-  EXPECT_EQ(run_matmul_wt(*be, x, w, y0, 0, 4, 2, false), y0);
+  EXPECT_EQ(run_matmul_wt(*be_, x, w, y0, 0, 4, 2, false), y0);
 }
 
-TEST(BackendOpsCuda, Rmsnorm) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+TEST_P(BackendOpsDevice, Rmsnorm) {
   std::mt19937 rng(13);
   for (const RowShape& s : kRmsnormShapes) {
     const auto x = random_vec(rng, (size_t)s.n * s.d, -4.0f, 4.0f);
     const auto w = random_vec(rng, s.d, -2.0f, 2.0f);
-    EXPECT_LE(nmse(run_rmsnorm(*be, x, w, s.n, s.d, 1e-5f), run_rmsnorm(*cpu, x, w, s.n, s.d, 1e-5f)),
-              kTolElementwise)
+    const auto got = dev([&](Backend& be) { return run_rmsnorm(be, x, w, s.n, s.d, 1e-5f); });
+    EXPECT_LE(nmse(got, run_rmsnorm(*cpu_, x, w, s.n, s.d, 1e-5f)), kTolElementwise)
         << shape_str({s.n, s.d});
   }
 }
 
-TEST(BackendOpsCuda, Rope) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+std::vector<float> run_layernorm(Backend& be, const std::vector<float>& x,
+                                 const std::vector<float>& w, const std::vector<float>& b, int n,
+                                 int d, float eps) {
+  auto dx = upload(be, x), dw = upload(be, w), db = upload(be, b);
+  be.layernorm(dx->as<float>(), dw->as<float>(), db->as<float>(), dx->as<float>(), n, d, eps);  // in place
+  return download<float>(be, *dx, x.size());
+}
+
+TEST_P(BackendOpsDevice, Layernorm) {
+  std::mt19937 rng(19);
+  for (const RowShape& s : kRmsnormShapes) {
+    auto x = random_vec(rng, (size_t)s.n * s.d, -4.0f, 4.0f);
+    for (float& v : x) v += 30.0f;  // a large mean: the two-pass variance must not cancel
+    const auto w = random_vec(rng, s.d, -2.0f, 2.0f), b = random_vec(rng, s.d);
+    const auto got = dev([&](Backend& be) { return run_layernorm(be, x, w, b, s.n, s.d, 1e-5f); });
+    EXPECT_LE(nmse(got, run_layernorm(*cpu_, x, w, b, s.n, s.d, 1e-5f)), kTolElementwise)
+        << shape_str({s.n, s.d});
+  }
+}
+
+TEST_P(BackendOpsDevice, AddBiasAndGelu) {
+  std::mt19937 rng(20);
+  for (const RowShape& s : kRmsnormShapes)
+    for (bool tanh_approx : {false, true}) {
+      const auto y = random_vec(rng, (size_t)s.n * s.d, -6.0f, 6.0f), b = random_vec(rng, s.d);
+      auto run = [&](Backend& be) {
+        auto dy = upload(be, y), db = upload(be, b);
+        be.add_bias(dy->as<float>(), db->as<float>(), s.n, s.d);
+        be.gelu(dy->as<float>(), y.size(), tanh_approx);
+        return download<float>(be, *dy, y.size());
+      };
+      EXPECT_LE(nmse(dev(run), run(*cpu_)), kTolElementwise)
+          << shape_str({s.n, s.d}) << (tanh_approx ? " tanh" : " erf");
+    }
+}
+
+TEST_P(BackendOpsDevice, GatherRows) {
+  std::mt19937 rng(21);
+  const int vocab = 1000, d = 96;
+  const auto table = random_vec(rng, (size_t)vocab * d);
+  for (int n : {1, 7, 300}) {
+    std::vector<int32_t> ids(n);
+    for (int32_t& id : ids) id = (int32_t)(rng() % vocab);
+    ids[0] = vocab - 1;
+    auto run = [&](Backend& be) {
+      auto dt = upload(be, table), di = upload(be, ids);
+      Buf out(be, (size_t)n * d * sizeof(float));
+      be.gather_rows(dt->as<float>(), di->as<int32_t>(), n, d, out.as<float>());
+      return download<float>(be, out, (size_t)n * d);
+    };
+    EXPECT_EQ(dev(run), run(*cpu_)) << n;  // a copy: exact
+  }
+}
+
+TEST_P(BackendOpsDevice, Rope) {
   std::mt19937 rng(14);
   for (const RopeShape& s : kRopeShapes) {
     const auto x = random_vec(rng, (size_t)s.n * s.n_heads * s.d_head);
     const auto pos = random_positions(rng, s.n, 2048);
-    EXPECT_LE(nmse(run_rope(*be, x, pos, s.n_heads, s.d_head, s.theta),
-                   run_rope(*cpu, x, pos, s.n_heads, s.d_head, s.theta)),
-              kTolRope)
+    const auto got = dev([&](Backend& be) { return run_rope(be, x, pos, s.n_heads, s.d_head, s.theta); });
+    EXPECT_LE(nmse(got, run_rope(*cpu_, x, pos, s.n_heads, s.d_head, s.theta)), kTolRope)
         << shape_str({s.n, s.n_heads, s.d_head});
   }
 }
 
-TEST(BackendOpsCuda, SiluMul) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+TEST_P(BackendOpsDevice, SiluMul) {
   std::mt19937 rng(15);
   for (size_t n : kSiluSizes) {
     const auto g = random_gates(rng, n);
     const auto up = random_vec(rng, n, -3.0f, 3.0f);
-    EXPECT_LE(nmse(run_silu_mul(*be, g, up), run_silu_mul(*cpu, g, up)), kTolElementwise) << n;
+    const auto got = dev([&](Backend& be) { return run_silu_mul(be, g, up); });
+    EXPECT_LE(nmse(got, run_silu_mul(*cpu_, g, up)), kTolElementwise) << n;
   }
 }
 
-TEST(BackendOpsCuda, PartialAttention) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+// The tiled kernel's edges: head dims 16 to 256 (256 needs more than 48 KiB of shared memory),
+// dims that are not a multiple of 32, key counts below, at and across the 32-key tile, query
+// counts across the 16-query tile, GQA and MQA, no keys at all.
+const AttnShape kTiledAttnShapes[] = {{4, 2, 80, 19, 45, false}, {2, 1, 256, 17, 40, true},
+                                      {4, 4, 128, 33, 31, true}, {4, 4, 128, 16, 32, true},
+                                      {3, 3, 64, 2, 33, false},  {9, 3, 64, 33, 0, true},
+                                      {2, 1, 64, 1, 97, true}};
+
+TEST_P(BackendOpsDevice, PartialAttention) {
   std::mt19937 rng(16);
-  for (const AttnShape& s : kAttnShapes) {
+  std::vector<AttnShape> shapes(std::begin(kAttnShapes), std::end(kAttnShapes));
+  shapes.insert(shapes.end(), std::begin(kTiledAttnShapes), std::end(kTiledAttnShapes));
+  for (const AttnShape& s : shapes) {
     const AttnInputs in = random_attention(rng, s);
-    const AttnOut got = run_partial_attention(*be, in);
-    const AttnOut want = run_partial_attention(*cpu, in);
+    const AttnOut got = dev([&](Backend& be) { return run_partial_attention(be, in); });
+    const AttnOut want = run_partial_attention(*cpu_, in);
     const std::string tag = shape_str({s.n_head, s.n_head_kv, s.d_head, s.nq, s.nk});
     EXPECT_LE(nmse(got.m, want.m), kTolAttention) << tag;
     EXPECT_LE(nmse(got.e, want.e), kTolAttention) << tag;
@@ -581,15 +685,45 @@ TEST(BackendOpsCuda, PartialAttention) {
   }
 }
 
-TEST(BackendOpsCuda, MergePartials) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+// A query that sees no key (causal, every key after it; or no keys) is the empty partial
+// (−inf, 0, 0) exactly, never NaN; one that sees one key has m = its score, e = 1, u = its value.
+TEST_P(BackendOpsDevice, PartialAttentionEmptyAndSingleKey) {
+  std::mt19937 rng(22);
+  AttnInputs in = random_attention(rng, {4, 2, 64, 20, 40, true});
+  std::iota(in.k_pos.begin(), in.k_pos.end(), 10);  // keys at 10 … 49
+  for (int i = 0; i < in.nq(); ++i) in.q_pos[i] = i % 2 ? 10 : 9;  // one key visible, or none
+  const AttnOut got = dev([&](Backend& be) { return run_partial_attention(be, in); });
+  for (int i = 0; i < in.nq(); ++i)
+    for (int h = 0; h < in.n_head; ++h) {
+      const size_t r = (size_t)i * in.n_head + h;
+      const float* u = got.u.data() + r * in.d_head;
+      const float* v0 = in.v.data() + (size_t)(h / 2) * in.d_head;  // key 0's value, kv head h/2
+      if (i % 2 == 0) {
+        EXPECT_EQ(got.m[r], -INFINITY) << i;
+        EXPECT_EQ(got.e[r], 0.0f) << i;
+        for (int t = 0; t < in.d_head; ++t) ASSERT_EQ(u[t], 0.0f) << i << "," << t;
+      } else {
+        EXPECT_TRUE(std::isfinite(got.m[r])) << i;
+        EXPECT_EQ(got.e[r], 1.0f) << i;
+        for (int t = 0; t < in.d_head; ++t) ASSERT_EQ(u[t], v0[t]) << i << "," << t;
+      }
+    }
+}
+
+TEST_P(BackendOpsDevice, PartialAttentionRefusesHeadDimOver256) {
+  std::mt19937 rng(23);
+  const AttnInputs in = random_attention(rng, {1, 1, 288, 2, 3, true});
+  EXPECT_THROW(run_partial_attention(*be_, in), std::invalid_argument);
+}
+
+TEST_P(BackendOpsDevice, MergePartials) {
   std::mt19937 rng(17);
   for (const MergeShape& s : kMergeShapes) {
     const Partials p = random_partials(rng, s);
-    const auto o = run_merge_partials(*be, p.m, p.e, p.u, s.nb, s.nq, s.n_head, s.d_head);
-    EXPECT_LE(nmse(o, run_merge_partials(*cpu, p.m, p.e, p.u, s.nb, s.nq, s.n_head, s.d_head)),
+    const auto o = dev([&](Backend& be) {
+      return run_merge_partials(be, p.m, p.e, p.u, s.nb, s.nq, s.n_head, s.d_head);
+    });
+    EXPECT_LE(nmse(o, run_merge_partials(*cpu_, p.m, p.e, p.u, s.nb, s.nq, s.n_head, s.d_head)),
               kTolAttention)
         << shape_str({s.nb, s.nq, s.n_head, s.d_head});
     for (int t = 0; t < s.d_head; ++t) EXPECT_EQ(o[t], 0.0f);  // row 0: all partials empty
@@ -598,16 +732,13 @@ TEST(BackendOpsCuda, MergePartials) {
 
 // Partial attention on β key shards on the device, merged on the device, equals the CPU backend
 // doing the same (the whole attention pass of one AttnNode row and the CompNode's merge).
-TEST(BackendOpsCuda, ShardedAttentionThenMerge) {
-  REQUIRE_CUDA();
-  auto cpu = cascade::make_cpu_backend();
-  auto be = cascade::make_cuda_backend();
+TEST_P(BackendOpsDevice, ShardedAttentionThenMerge) {
   std::mt19937 rng(18);
   const AttnShape s{9, 3, 64, 24, 60, true};
   const AttnInputs in = random_attention(rng, s);
   const int beta = 4, kv_row = s.n_head_kv * s.d_head;
   std::vector<float> m[2], e[2], u[2];
-  Backend* backends[2] = {be.get(), cpu.get()};
+  Backend* backends[2] = {be_.get(), cpu_.get()};
   for (int which = 0; which < 2; ++which)
     for (int b = 0; b < beta; ++b) {
       AttnInputs shard{s.n_head, s.n_head_kv, s.d_head, s.causal, in.q, {}, {}, in.q_pos, {}};
@@ -621,8 +752,8 @@ TEST(BackendOpsCuda, ShardedAttentionThenMerge) {
       e[which].insert(e[which].end(), out.e.begin(), out.e.end());
       u[which].insert(u[which].end(), out.u.begin(), out.u.end());
     }
-  const auto o_dev = run_merge_partials(*be, m[0], e[0], u[0], beta, s.nq, s.n_head, s.d_head);
-  const auto o_cpu = run_merge_partials(*cpu, m[1], e[1], u[1], beta, s.nq, s.n_head, s.d_head);
+  const auto o_dev = run_merge_partials(*be_, m[0], e[0], u[0], beta, s.nq, s.n_head, s.d_head);
+  const auto o_cpu = run_merge_partials(*cpu_, m[1], e[1], u[1], beta, s.nq, s.n_head, s.d_head);
   EXPECT_LE(nmse(o_dev, o_cpu), kTolAttention);
 }
 

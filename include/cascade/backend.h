@@ -43,6 +43,11 @@ class Backend {
   virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Within the backend's memory: bytes from src to dst, and rows of `cols` floats between
+  // strided layouts (dst row i at dst + i·dst_stride, src row i at src + i·src_stride).
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_rows(float* dst, size_t dst_stride, const float* src, size_t src_stride,
+                         int rows, int cols) = 0;
 
   // Prepares `model`'s weight matrices for matmul_wt in `precision`: afterwards matmul_wt with
   // one of them (by its address in the model) reads the prepared copy; other matrices still
@@ -64,6 +69,8 @@ class Backend {
   // y(n, d) = layernorm(x(n, d)) · w(d) + b(d) (biased variance, as torch)
   virtual void layernorm(const float* x, const float* w, const float* b, float* y, int n, int d,
                          float eps) = 0;
+  // y(n) += x(n)
+  virtual void add(float* y, const float* x, size_t n) = 0;
   // y(n, d) += b(d) on every row (the bias of a projection)
   virtual void add_bias(float* y, const float* b, int n, int d) = 0;
   // x(n) = gelu(x) in place; tanh: GPT-2's approximation, else BERT's exact (erf) one
@@ -73,6 +80,8 @@ class Backend {
                     float theta) = 0;
   // out(n, d_ff) = silu(gu[:, :d_ff]) ⊙ gu[:, d_ff:] for gu(n, 2·d_ff) (SwiGLU)
   virtual void swiglu(const float* gu, float* out, int n, int d_ff) = 0;
+  // out(n, d) = rows ids(n) of table(·, d) (the embedding lookup); ids are checked by the caller
+  virtual void gather_rows(const float* table, const int32_t* ids, int n, int d, float* out) = 0;
   virtual void partial_attention(const PartialAttnArgs& a) = 0;
   // o(nq, n_head, d_head) = merge of nb partials; m, e are (nb, nq, n_head), u is
   // (nb, nq, n_head, d_head).

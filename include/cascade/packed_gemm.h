@@ -22,7 +22,8 @@ namespace cascade {
 enum class Precision { f32, bf16 };
 // "f32" or "bf16"; throws std::invalid_argument naming the choices otherwise.
 Precision parse_precision(const std::string& s);
-const char* precision_name(Precision p);
+// Inline: the CUDA backend plugin (backend.cpp) uses it without linking the CPU code.
+inline const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
 // Can this CPU run bf16 GEMMs natively (AVX512_BF16 or AMX, as oneDNN detects them)?
 bool cpu_has_bf16();
 // The ISA oneDNN dispatches to here, e.g. "avx512_core_amx".

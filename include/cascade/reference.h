@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "cascade/device_model.h"
 #include "cascade/layer.h"
 #include "cascade/model.h"
 #include "cascade/packed_gemm.h"
@@ -15,9 +17,10 @@ class Backend;
 
 class Reference {
  public:
-  // `backend` must be a host-memory backend (the CPU one); nullptr means a CPU backend made
-  // here with the model's matrices prepared (packed) in `precision`. A given backend is used
-  // as it is: prepare it yourself (Backend::prepare_weights).
+  // `backend`: any backend (a device backend gets the weights uploaded, and the KV cache and
+  // every activation stay in its memory); nullptr means a CPU backend made here with the
+  // model's matrices prepared (packed) in `precision`. A given backend is used as it is:
+  // prepare it yourself (Backend::prepare_weights).
   explicit Reference(const Model& model, Backend* backend = nullptr,
                      Precision precision = Precision::f32);
   ~Reference();
@@ -36,14 +39,16 @@ class Reference {
   const Model& model() const { return model_; }
 
  private:
-  // Embedding and every layer; returns the final hidden rows (n, d), before any final norm.
-  std::vector<float> run_layers(const std::vector<int32_t>& ids);
+  // Embedding and every layer; leaves the final hidden rows (n, d), before any final norm, in h_.
+  void run_layers(const std::vector<int32_t>& ids);
 
   const Model& model_;
   Backend* backend_;
   Backend* owned_ = nullptr;
+  std::unique_ptr<DeviceModel> dev_;  // the weights in the backend's memory
   int n_past_ = 0;
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_ctx_used, d_kv)
+  std::vector<DeviceBuffer<float>> k_cache_, v_cache_;  // per layer: (n_ctx_used, d_kv)
+  DeviceBuffer<float> h_;                               // (n, d) of the last call
   LayerScratch ws_;
 };
 

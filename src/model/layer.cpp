@@ -25,25 +25,31 @@ void embed_tokens(const Model& model, const int32_t* ids, int n, float* h, const
   const int d = c.d_model;
   if (!c.rope() && pos == nullptr)
     throw std::invalid_argument(c.arch + " embeds positions: embed_tokens needs them");
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n; ++i)
     if (ids[i] < 0 || ids[i] >= c.n_vocab)
       throw std::out_of_range("token id " + std::to_string(ids[i]) + " outside the vocabulary");
-    float* row = h + (long)i * d;
-    std::memcpy(row, model.tok_embd + (long)ids[i] * d, sizeof(float) * d);
-    if (c.rope()) continue;
-    if (pos[i] < 0 || pos[i] >= c.n_ctx)
-      throw std::out_of_range("position " + std::to_string(pos[i]) + " outside the model's context of " +
-                              std::to_string(c.n_ctx));
-    const float* p = model.pos_embd + (long)pos[i] * d;  // learned absolute position
-    for (int j = 0; j < d; ++j) row[j] += p[j];
-    if (model.type_embd)  // bert: every token is of type 0
-      for (int j = 0; j < d; ++j) row[j] += model.type_embd[j];
-  }
-  if (model.embd_norm) {  // bert: LayerNorm of the sum
-    std::unique_ptr<Backend> own;
-    if (!be) own = make_cpu_backend();
-    norm(be ? *be : *own, c, h, model.embd_norm, model.embd_norm_b, h, n);
-  }
+  if (!c.rope())
+    for (int i = 0; i < n; ++i)
+      if (pos[i] < 0 || pos[i] >= c.n_ctx)
+        throw std::out_of_range("position " + std::to_string(pos[i]) + " outside the model's context of " +
+                                std::to_string(c.n_ctx));
+  std::unique_ptr<Backend> own;
+  if (!be) own = make_cpu_backend();
+  Backend& b = be ? *be : *own;
+  // ids and pos are host arrays: a device backend gets copies.
+  DeviceBuffer<int32_t> dev_ids, dev_pos;
+  auto on_backend = [&](const int32_t* host, DeviceBuffer<int32_t>& buf) -> const int32_t* {
+    if (b.host_memory()) return host;
+    buf.upload(b, std::vector<int32_t>(host, host + n));
+    return buf.data();
+  };
+  b.gather_rows(model.tok_embd, on_backend(ids, dev_ids), n, d, h);
+  if (c.rope()) return;
+  DeviceBuffer<float> rows(b, (size_t)n * d);  // learned absolute positions
+  b.gather_rows(model.pos_embd, on_backend(pos, dev_pos), n, d, rows.data());
+  b.add(h, rows.data(), (size_t)n * d);
+  if (model.type_embd) b.add_bias(h, model.type_embd, n, d);  // bert: every token is of type 0
+  if (model.embd_norm) norm(b, c, h, model.embd_norm, model.embd_norm_b, h, n);  // bert: LayerNorm of the sum
 }
 
 void layer_prepass(Backend& be, const Model& model, int layer, const float* h,
@@ -51,8 +57,8 @@ void layer_prepass(Backend& be, const Model& model, int layer, const float* h,
   const ModelConfig& c = model.cfg;
   const LayerWeights& w = model.layers[layer];
   const int d_qkv = c.d_q() + 2 * c.d_kv();
-  ws.x.resize((size_t)n * c.d_model);
-  ws.big.resize((size_t)n * d_qkv);
+  ws.x.resize(be, (size_t)n * c.d_model);
+  ws.big.resize(be, (size_t)n * d_qkv);
   const float* x = h;  // bert normalises after attention, not before
   if (c.family != Family::bert) {
     norm(be, c, h, w.attn_norm, w.attn_norm_b, ws.x.data(), n);
@@ -60,12 +66,10 @@ void layer_prepass(Backend& be, const Model& model, int layer, const float* h,
   }
   be.matmul_wt(x, w.wqkv, ws.big.data(), n, c.d_model, d_qkv, false);
   if (w.bqkv) be.add_bias(ws.big.data(), w.bqkv, n, d_qkv);
-  for (int i = 0; i < n; ++i) {  // split each row [q | k | v]
-    const float* r = ws.big.data() + (size_t)i * d_qkv;
-    std::memcpy(q + (size_t)i * c.d_q(), r, sizeof(float) * c.d_q());
-    std::memcpy(k + (size_t)i * c.d_kv(), r + c.d_q(), sizeof(float) * c.d_kv());
-    std::memcpy(v + (size_t)i * c.d_kv(), r + c.d_q() + c.d_kv(), sizeof(float) * c.d_kv());
-  }
+  const float* r = ws.big.data();  // split each row [q | k | v]
+  be.copy_rows(q, c.d_q(), r, d_qkv, n, c.d_q());
+  be.copy_rows(k, c.d_kv(), r + c.d_q(), d_qkv, n, c.d_kv());
+  be.copy_rows(v, c.d_kv(), r + c.d_q() + c.d_kv(), d_qkv, n, c.d_kv());
   if (c.rope()) {
     be.rope(q, pos, n, c.n_head, c.d_head, c.rope_theta);
     be.rope(k, pos, n, c.n_head_kv, c.d_head, c.rope_theta);
@@ -79,11 +83,11 @@ void layer_postpass(Backend& be, const Model& model, int layer, float* h, const 
   const int d = c.d_model;
   be.matmul_wt(o, w.wo, h, n, c.d_q(), d, true);  // residual
   if (w.bo) be.add_bias(h, w.bo, n, d);
-  ws.x.resize((size_t)n * d);
+  ws.x.resize(be, (size_t)n * d);
   if (c.family == Family::llama) {
     // h += W_down·(silu(x·W_gateᵀ) ⊙ x·W_upᵀ), x = RMSNorm(h)
-    ws.big.resize((size_t)n * 2 * c.d_ff);
-    ws.act.resize((size_t)n * c.d_ff);
+    ws.big.resize(be, (size_t)n * 2 * c.d_ff);
+    ws.act.resize(be, (size_t)n * c.d_ff);
     be.rmsnorm(h, w.ffn_norm, ws.x.data(), n, d, c.norm_eps);
     be.matmul_wt(ws.x.data(), w.w_gate_up, ws.big.data(), n, d, 2 * c.d_ff, false);
     be.swiglu(ws.big.data(), ws.act.data(), n, c.d_ff);
@@ -94,7 +98,7 @@ void layer_postpass(Backend& be, const Model& model, int layer, float* h, const 
   // bert: h = LN(h) (post-attention norm), then h = LN(h + W_down·gelu(h·W_upᵀ + b_up) + b_down).
   const bool bert = c.family == Family::bert;
   if (bert) norm(be, c, h, w.attn_norm, w.attn_norm_b, h, n);
-  ws.act.resize((size_t)n * c.d_ff);
+  ws.act.resize(be, (size_t)n * c.d_ff);
   const float* x = h;
   if (!bert) {
     norm(be, c, h, w.ffn_norm, w.ffn_norm_b, ws.x.data(), n);
@@ -111,7 +115,7 @@ void layer_postpass(Backend& be, const Model& model, int layer, float* h, const 
 void final_logits(Backend& be, const Model& model, const float* h, int n, float* logits) {
   const ModelConfig& c = model.cfg;
   if (c.encoder()) throw std::logic_error(c.arch + " has no LM head: its output is the hidden states");
-  std::vector<float> x((size_t)n * c.d_model);
+  DeviceBuffer<float> x(be, (size_t)n * c.d_model);
   norm(be, c, h, model.out_norm, model.out_norm_b, x.data(), n);
   be.matmul_wt(x.data(), model.lm_head(), logits, n, c.d_model, c.n_vocab, false);
 }

@@ -33,6 +33,17 @@ class CpuBackend final : public Backend {
   void free(void* p) override { std::free(p); }
   void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy_rows(float* dst, size_t dst_stride, const float* src, size_t src_stride, int rows,
+                 int cols) override {
+    for (int i = 0; i < rows; ++i)
+      std::memcpy(dst + i * dst_stride, src + i * src_stride, sizeof(float) * cols);
+  }
+  void add(float* y, const float* x, size_t n) override {
+    const int64_t count = (int64_t)n;
+#pragma omp parallel for if (count > 65536)
+    for (int64_t i = 0; i < count; ++i) y[i] += x[i];
+  }
 
   void prepare_weights(const Model& model, Precision precision,
                        const WeightLoadOptions& opt) override {
@@ -101,6 +112,11 @@ class CpuBackend final : public Backend {
 #pragma omp simd
       for (int j = 0; j < d_ff; ++j) y[j] = kernels::silu_mul(g[j], g[d_ff + j]);
     }
+  }
+
+  void gather_rows(const float* table, const int32_t* ids, int n, int d, float* out) override {
+    for (int i = 0; i < n; ++i)
+      std::memcpy(out + (size_t)i * d, table + (size_t)ids[i] * d, sizeof(float) * d);
   }
 
   void partial_attention(const PartialAttnArgs& a) override {

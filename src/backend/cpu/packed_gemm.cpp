@@ -45,7 +45,6 @@ Precision parse_precision(const std::string& s) {
   throw std::invalid_argument("unknown precision '" + s + "' (expected f32 or bf16)");
 }
 
-const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
 
 bool cpu_has_bf16() {
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());

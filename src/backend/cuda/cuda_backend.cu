@@ -61,6 +61,19 @@ class CudaBackend final : public Backend {
     cudaCheck(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { cudaCheck(cudaStreamSynchronize(stream_)); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void copy_rows(float* dst, size_t dst_stride, const float* src, size_t src_stride, int rows,
+                 int cols) override {
+    if (rows == 0 || cols == 0) return;
+    cudaCheck(cudaMemcpy2DAsync(dst, dst_stride * sizeof(float), src, src_stride * sizeof(float),
+                                cols * sizeof(float), rows, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void add(float* y, const float* x, size_t n) override {
+    cuda::add(y, x, n, stream_);
+    cudaCheck(cudaGetLastError());
+  }
 
   void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,
                  bool accumulate) override {
@@ -96,6 +109,10 @@ class CudaBackend final : public Backend {
     cuda::swiglu(gu, out, n, d_ff, stream_);
     cudaCheck(cudaGetLastError());
   }
+  void gather_rows(const float* table, const int32_t* ids, int n, int d, float* out) override {
+    cuda::gather_rows(table, ids, n, d, out, stream_);
+    cudaCheck(cudaGetLastError());
+  }
   void partial_attention(const PartialAttnArgs& a) override {
     cuda::partial_attention(a.q, a.q_pos, a.nq, a.k, a.v, a.k_pos, a.nk, a.n_head, a.n_head_kv,
                             a.d_head, a.causal, a.m, a.e, a.u, stream_);
@@ -115,7 +132,10 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-int cuda_device_count() {
+}  // namespace cascade
+
+// The plugin's entry points (backend.cpp loads them with dlsym).
+extern "C" int cascade_cuda_device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     cudaGetLastError();  // clear the sticky "no device / no driver" error
@@ -124,8 +144,7 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> cuda_backend_create(int device) {
-  return std::make_unique<CudaBackend>(device);
+// Throws std::runtime_error (CUDA or cuBLAS failing to start); the caller owns the result.
+extern "C" cascade::Backend* cascade_cuda_backend_create(int device) {
+  return new cascade::CudaBackend(device);
 }
-
-}  // namespace cascade
