@@ -18,11 +18,13 @@
 #include <vector>
 
 #include "cascade/backend.h"
+#include "cascade/device_buffer.h"
 #include "emulated_backend.h"
 
 namespace {
 
 using cascade::Backend;
+using cascade::DeviceBuffer;
 
 // NMSE tolerances. Elementwise ops are the same fp32 formula on both sides (only the ulp of
 // expf/sqrtf may differ); RoPE evaluates sin/cos of angles up to ~2000 rad, whose fp32 rounding
@@ -57,34 +59,12 @@ double nmse(const std::vector<float>& a, const std::vector<R>& ref) {
 
 // ---- buffers in a backend's memory ----------------------------------------------------------
 
-class Buf {
- public:
-  Buf(Backend& be, size_t bytes) : be_(be), p_(be.alloc(std::max<size_t>(bytes, 1))) {}
-  ~Buf() { be_.free(p_); }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-  void* get() const { return p_; }
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-
- private:
-  Backend& be_;
-  void* p_;
-};
-
+// A host vector copied into a backend's memory.
 template <class T>
-std::unique_ptr<Buf> upload(Backend& be, const std::vector<T>& v) {
-  auto b = std::make_unique<Buf>(be, v.size() * sizeof(T));
-  if (!v.empty()) be.to_device(b->get(), v.data(), v.size() * sizeof(T));
+DeviceBuffer<T> upload(Backend& be, const std::vector<T>& v) {
+  DeviceBuffer<T> b;
+  b.upload(be, v);
   return b;
-}
-
-template <class T>
-std::vector<T> download(Backend& be, const Buf& b, size_t n) {
-  std::vector<T> v(n);
-  be.synchronize();
-  if (n) be.to_host(v.data(), b.get(), n * sizeof(T));
-  return v;
 }
 
 // ---- the ops, run on any backend (host vectors in, host vectors out) --------------------------
@@ -93,24 +73,25 @@ std::vector<float> run_matmul_wt(Backend& be, const std::vector<float>& x,
                                  const std::vector<float>& w, const std::vector<float>& y0, int n,
                                  int in, int out, bool accumulate) {
   auto dx = upload(be, x), dw = upload(be, w), dy = upload(be, y0);
-  be.matmul_wt(dx->as<float>(), dw->as<float>(), dy->as<float>(), n, in, out, accumulate);
-  return download<float>(be, *dy, y0.size());
+  be.matmul_wt(dx.data(), dw.data(), dy.data(), n, in, out, accumulate);
+  return dy.download();
 }
 
 std::vector<float> run_rmsnorm(Backend& be, const std::vector<float>& x,
                                const std::vector<float>& w, int n, int d, float eps) {
   auto dx = upload(be, x), dw = upload(be, w);
-  Buf dy(be, x.size() * sizeof(float));
-  be.rmsnorm(dx->as<float>(), dw->as<float>(), dy.as<float>(), n, d, eps);
-  return download<float>(be, dy, x.size());
+  DeviceBuffer<float> dy(be, x.size());
+  be.rmsnorm(dx.data(), dw.data(), dy.data(), n, d, eps);
+  return dy.download();
 }
 
 std::vector<float> run_rope(Backend& be, const std::vector<float>& x,
                             const std::vector<int32_t>& pos, int n_heads, int d_head,
                             float theta) {
-  auto dx = upload(be, x), dp = upload(be, pos);
-  be.rope(dx->as<float>(), dp->as<int32_t>(), (int)pos.size(), n_heads, d_head, theta);
-  return download<float>(be, *dx, x.size());
+  auto dx = upload(be, x);
+  auto dp = upload(be, pos);
+  be.rope(dx.data(), dp.data(), (int)pos.size(), n_heads, d_head, theta);
+  return dx.download();
 }
 
 // swiglu on gate/up laid out as the fused gate|up GEMM leaves them: rows of [gate, up].
@@ -126,9 +107,9 @@ std::vector<float> run_silu_mul(Backend& be, const std::vector<float>& gate,
       gu[(size_t)r * 2 * d_ff + d_ff + j] = up[(size_t)r * d_ff + j];
     }
   auto dgu = upload(be, gu);
-  Buf dout(be, gate.size() * sizeof(float));
-  be.swiglu(dgu->as<float>(), dout.as<float>(), rows, d_ff);
-  return download<float>(be, dout, gate.size());
+  DeviceBuffer<float> dout(be, gate.size());
+  be.swiglu(dgu.data(), dout.data(), rows, d_ff);
+  return dout.download();
 }
 
 struct AttnInputs {
@@ -148,26 +129,25 @@ AttnOut run_partial_attention(Backend& be, const AttnInputs& in) {
   const size_t rows = (size_t)in.nq() * in.n_head;
   auto dq = upload(be, in.q), dk = upload(be, in.k), dv = upload(be, in.v);
   auto dqp = upload(be, in.q_pos), dkp = upload(be, in.k_pos);
-  Buf dm(be, rows * sizeof(float)), de(be, rows * sizeof(float));
-  Buf du(be, rows * in.d_head * sizeof(float));
+  DeviceBuffer<float> dm(be, rows), de(be, rows);
+  DeviceBuffer<float> du(be, rows * in.d_head);
   cascade::PartialAttnArgs a;
-  a.q = dq->as<float>();
-  a.q_pos = dqp->as<int32_t>();
+  a.q = dq.data();
+  a.q_pos = dqp.data();
   a.nq = in.nq();
-  a.k = dk->as<float>();
-  a.v = dv->as<float>();
-  a.k_pos = dkp->as<int32_t>();
+  a.k = dk.data();
+  a.v = dv.data();
+  a.k_pos = dkp.data();
   a.nk = in.nk();
   a.n_head = in.n_head;
   a.n_head_kv = in.n_head_kv;
   a.d_head = in.d_head;
   a.causal = in.causal;
-  a.m = dm.as<float>();
-  a.e = de.as<float>();
-  a.u = du.as<float>();
+  a.m = dm.data();
+  a.e = de.data();
+  a.u = du.data();
   be.partial_attention(a);
-  return {download<float>(be, dm, rows), download<float>(be, de, rows),
-          download<float>(be, du, rows * in.d_head)};
+  return {dm.download(), de.download(), du.download()};
 }
 
 std::vector<float> run_merge_partials(Backend& be, const std::vector<float>& m,
@@ -175,10 +155,9 @@ std::vector<float> run_merge_partials(Backend& be, const std::vector<float>& m,
                                       int nb, int nq, int n_head, int d_head) {
   auto dm = upload(be, m), de = upload(be, e), du = upload(be, u);
   const size_t n = (size_t)nq * n_head * d_head;
-  Buf dout(be, n * sizeof(float));
-  be.merge_partials(dm->as<float>(), de->as<float>(), du->as<float>(), nb, nq, n_head, d_head,
-                    dout.as<float>());
-  return download<float>(be, dout, n);
+  DeviceBuffer<float> dout(be, n);
+  be.merge_partials(dm.data(), de.data(), du.data(), nb, nq, n_head, d_head, dout.data());
+  return dout.download();
 }
 
 // ---- naive double references ----------------------------------------------------------------
@@ -414,7 +393,7 @@ TEST(BackendOpsCpu, BufferRoundTrip) {
   std::mt19937 rng(1);
   const auto x = random_vec(rng, 1001);
   auto b = upload(*be, x);
-  EXPECT_EQ(download<float>(*be, *b, x.size()), x);
+  EXPECT_EQ(b.download(), x);
 }
 
 TEST(BackendOpsCpu, MatmulWtVsNaiveTripleLoop) {
@@ -557,7 +536,7 @@ TEST_P(BackendOpsDevice, NameMemoryAndRoundTrip) {
   std::mt19937 rng(11);
   const auto x = random_vec(rng, 100003);
   auto b = upload(*be_, x);
-  EXPECT_EQ(download<float>(*be_, *b, x.size()), x);
+  EXPECT_EQ(b.download(), x);
 }
 
 TEST_P(BackendOpsDevice, MatmulWt) {
@@ -591,8 +570,8 @@ std::vector<float> run_layernorm(Backend& be, const std::vector<float>& x,
                                  const std::vector<float>& w, const std::vector<float>& b, int n,
                                  int d, float eps) {
   auto dx = upload(be, x), dw = upload(be, w), db = upload(be, b);
-  be.layernorm(dx->as<float>(), dw->as<float>(), db->as<float>(), dx->as<float>(), n, d, eps);  // in place
-  return download<float>(be, *dx, x.size());
+  be.layernorm(dx.data(), dw.data(), db.data(), dx.data(), n, d, eps);  // in place
+  return dx.download();
 }
 
 TEST_P(BackendOpsDevice, Layernorm) {
@@ -614,9 +593,9 @@ TEST_P(BackendOpsDevice, AddBiasAndGelu) {
       const auto y = random_vec(rng, (size_t)s.n * s.d, -6.0f, 6.0f), b = random_vec(rng, s.d);
       auto run = [&](Backend& be) {
         auto dy = upload(be, y), db = upload(be, b);
-        be.add_bias(dy->as<float>(), db->as<float>(), s.n, s.d);
-        be.gelu(dy->as<float>(), y.size(), tanh_approx);
-        return download<float>(be, *dy, y.size());
+        be.add_bias(dy.data(), db.data(), s.n, s.d);
+        be.gelu(dy.data(), y.size(), tanh_approx);
+        return dy.download();
       };
       EXPECT_LE(nmse(dev(run), run(*cpu_)), kTolElementwise)
           << shape_str({s.n, s.d}) << (tanh_approx ? " tanh" : " erf");
@@ -632,10 +611,11 @@ TEST_P(BackendOpsDevice, GatherRows) {
     for (int32_t& id : ids) id = (int32_t)(rng() % vocab);
     ids[0] = vocab - 1;
     auto run = [&](Backend& be) {
-      auto dt = upload(be, table), di = upload(be, ids);
-      Buf out(be, (size_t)n * d * sizeof(float));
-      be.gather_rows(dt->as<float>(), di->as<int32_t>(), n, d, out.as<float>());
-      return download<float>(be, out, (size_t)n * d);
+      auto dt = upload(be, table);
+      auto di = upload(be, ids);
+      DeviceBuffer<float> out(be, (size_t)n * d);
+      be.gather_rows(dt.data(), di.data(), n, d, out.data());
+      return out.download();
     };
     EXPECT_EQ(dev(run), run(*cpu_)) << n;  // a copy: exact
   }

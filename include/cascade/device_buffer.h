@@ -62,13 +62,11 @@ class DeviceBuffer {
     resize(be, host.size());
     if (!host.empty()) be.to_device(p_, host.data(), host.size() * sizeof(T));
   }
-  std::vector<T> download(size_t first = 0, size_t count = (size_t)-1) const {
-    if (count == (size_t)-1) count = n_ - first;
-    if (first + count > n_) throw std::out_of_range("DeviceBuffer::download past the end");
-    std::vector<T> host(count);
-    if (count) {
+  std::vector<T> download() const {
+    std::vector<T> host(n_);
+    if (n_) {
       be_->synchronize();
-      be_->to_host(host.data(), p_ + first, count * sizeof(T));
+      be_->to_host(host.data(), p_, n_ * sizeof(T));
     }
     return host;
   }

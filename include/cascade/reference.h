@@ -6,14 +6,13 @@
 #include <memory>
 #include <vector>
 
+#include "cascade/backend.h"
 #include "cascade/device_model.h"
 #include "cascade/layer.h"
 #include "cascade/model.h"
 #include "cascade/packed_gemm.h"
 
 namespace cascade {
-
-class Backend;
 
 class Reference {
  public:
@@ -44,7 +43,7 @@ class Reference {
 
   const Model& model_;
   Backend* backend_;
-  Backend* owned_ = nullptr;
+  std::unique_ptr<Backend> owned_;  // declared before the buffers: they go back to it first
   std::unique_ptr<DeviceModel> dev_;  // the weights in the backend's memory
   int n_past_ = 0;
   std::vector<DeviceBuffer<float>> k_cache_, v_cache_;  // per layer: (n_ctx_used, d_kv)

@@ -14,8 +14,8 @@ namespace cascade {
 Reference::Reference(const Model& model, Backend* backend, Precision precision)
     : model_(model), backend_(backend) {
   if (!backend_) {
-    owned_ = make_cpu_backend().release();
-    backend_ = owned_;
+    owned_ = make_cpu_backend();
+    backend_ = owned_.get();
     if (model.weights) owned_->prepare_weights(model, precision, {});
   }
   dev_ = std::make_unique<DeviceModel>(*backend_, model);
@@ -23,14 +23,7 @@ Reference::Reference(const Model& model, Backend* backend, Precision precision)
   v_cache_.resize(model.cfg.n_layer);
 }
 
-Reference::~Reference() {
-  k_cache_.clear();  // the buffers go back to the backend before it goes
-  v_cache_.clear();
-  ws_ = LayerScratch();
-  h_ = DeviceBuffer<float>();
-  dev_.reset();
-  delete owned_;
-}
+Reference::~Reference() = default;
 
 std::vector<float> Reference::forward(const std::vector<int32_t>& ids, bool all_logits) {
   const ModelConfig& c = model_.cfg;

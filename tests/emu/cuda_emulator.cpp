@@ -192,7 +192,6 @@ void run_block(Block& b) {
 }  // namespace
 
 void set_order(Order o) { g_order = o; }
-Order order() { return g_order; }
 long launch_count() { return g_launches; }
 
 const dim3& thread_idx() { return current().tid; }

@@ -37,7 +37,6 @@ namespace cascade::emu {
 
 enum class Order { ascending, descending };
 void set_order(Order o);  // the order fibers (and blocks) run in; ascending by default
-Order order();
 long launch_count();  // kernels launched so far (a test can check its kernels really ran here)
 
 const dim3& thread_idx();
