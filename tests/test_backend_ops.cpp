@@ -19,6 +19,7 @@
 
 #include "cascade/backend.h"
 #include "cascade/device_buffer.h"
+#include "cascade/model.h"
 #include "emulated_backend.h"
 
 namespace {
@@ -382,6 +383,25 @@ TEST(BackendFactory, CudaWithoutDeviceThrowsRuntimeError) {
   }
 }
 
+// The capability query says what prepare_weights accepts: fp32 everywhere; bf16 on a CPU with
+// AVX512_BF16 or AMX; not on the emulated CUDA backend (its GEMM is the CPU's fp32 one), which
+// refuses it by name.
+TEST(BackendFactory, SupportsSaysWhichPrecisionsPrepare) {
+  auto cpu = cascade::make_cpu_backend();
+  EXPECT_TRUE(cpu->supports(cascade::Precision::f32));
+  EXPECT_EQ(cpu->supports(cascade::Precision::bf16), cascade::cpu_has_bf16());
+  auto emu = cascade_test::make_emulated_cuda_backend();
+  EXPECT_TRUE(emu->supports(cascade::Precision::f32));
+  EXPECT_FALSE(emu->supports(cascade::Precision::bf16));
+  const cascade::Model none;
+  try {
+    emu->prepare_weights(none, cascade::Precision::bf16, {});
+    FAIL() << "bf16 accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda-emu backend has no bf16 GEMMs"), std::string::npos) << e.what();
+  }
+}
+
 TEST(BackendFactory, CudaDeviceOutOfRangeThrows) {
   EXPECT_THROW(cascade::make_cuda_backend(1000), std::runtime_error);
 }
@@ -688,6 +708,22 @@ TEST_P(BackendOpsDevice, PartialAttentionEmptyAndSingleKey) {
         for (int t = 0; t < in.d_head; ++t) ASSERT_EQ(u[t], v0[t]) << i << "," << t;
       }
     }
+}
+
+// A NaN score (garbage in: a NaN key) must keep the warp's branches uniform: NaN out in every row
+// that sees the key, no lane leaving a shuffle its neighbours wait in (on a GPU: a hang or
+// garbage; on the emulator: an error). A max reduction by `w > v ? w : v` let the lanes of a warp
+// disagree about a NaN: with the NaN key the only one a query sees, its lane kept NaN while the
+// others kept −inf and skipped the tile.
+TEST_P(BackendOpsDevice, PartialAttentionNaNKeyGivesNaNRowsWithoutDivergence) {
+  std::mt19937 rng(24);
+  AttnInputs in = random_attention(rng, {2, 1, 32, 5, 40, true});
+  std::iota(in.k_pos.begin(), in.k_pos.end(), 0);
+  in.q_pos = {0, 0, 3, 31, 39};  // queries at 0 see key 0 alone
+  for (int t = 0; t < in.d_head; ++t) in.k[t] = NAN;  // key 0, the one kv head
+  AttnOut got;
+  ASSERT_NO_THROW(got = dev([&](Backend& be) { return run_partial_attention(be, in); }));
+  for (size_t r = 0; r < got.e.size(); ++r) EXPECT_TRUE(std::isnan(got.e[r])) << r;
 }
 
 TEST_P(BackendOpsDevice, PartialAttentionRefusesHeadDimOver256) {

@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/bf16.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/launch.h"
 
 namespace {
 
@@ -224,3 +227,31 @@ TEST(CudaEmulator, RefusesWhatTheDeviceWouldRefuse) {
 }
 
 }  // namespace
+
+// ---- a kernel of kernels/cuda: bf16 conversion ------------------------------------------------
+
+// Hand-worked roundings (ties to even, NaN stays NaN, overflow to infinity), then every element of
+// an array that is no multiple of the block: the grid covers it, each element once, each as the
+// CPU rounds it (kernels/bf16.h, itself checked against oneDNN in test_packed_gemm.cpp).
+TEST(CudaEmulator, ToBf16RoundsEveryElementAsTheCpu) {
+  auto bits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  const std::vector<float> x = {1.0f, bits(0x3F808000u), bits(0x3F818000u), bits(0x3F808001u), -0.0f,
+                                INFINITY, bits(0x7F7FFFFFu), NAN};
+  const std::vector<uint16_t> want = {0x3F80, 0x3F80, 0x3F82, 0x3F81, 0x8000, 0x7F80, 0x7F80};
+  std::vector<uint16_t> y(x.size(), 0);
+  cascade::cuda_emu::to_bf16(x.data(), y.data(), x.size(), nullptr);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(y[i], want[i]) << i;
+  EXPECT_EQ(y[7] & 0x7F80, 0x7F80);
+  EXPECT_NE(y[7] & 0x007F, 0) << "NaN must stay NaN";
+
+  std::vector<float> big(1000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = std::sin(0.37f * i) * std::pow(10.0f, (float)(i % 9) - 4.0f);
+  std::vector<uint16_t> out(big.size() + 1, 0xBEEF);  // one past the end must stay untouched
+  cascade::cuda_emu::to_bf16(big.data(), out.data(), big.size(), nullptr);
+  for (size_t i = 0; i < big.size(); ++i) ASSERT_EQ(out[i], cascade::kernels::f32_to_bf16(big[i])) << i;
+  EXPECT_EQ(out.back(), 0xBEEF);
+}

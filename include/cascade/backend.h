@@ -43,11 +43,19 @@ class Backend {
   virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+  // The stream the backend's work is issued on (CUDA: its cudaStream_t), for a device link to
+  // order its transfers after it; nullptr for the CPU.
+  virtual void* native_stream() { return nullptr; }
   // Within the backend's memory: bytes from src to dst, and rows of `cols` floats between
   // strided layouts (dst row i at dst + i·dst_stride, src row i at src + i·src_stride).
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_rows(float* dst, size_t dst_stride, const float* src, size_t src_stride,
                          int rows, int cols) = 0;
+
+  // Capability query (as ggml's supports_op): can prepare_weights take `precision` here? Every
+  // backend runs every op of this interface in fp32; bf16 GEMMs need a CPU with AVX512_BF16 or
+  // AMX, or an NVIDIA GPU of compute capability 8.0 or more.
+  virtual bool supports(Precision precision) const { return precision == Precision::f32; }
 
   // Prepares `model`'s weight matrices for matmul_wt in `precision`: afterwards matmul_wt with
   // one of them (by its address in the model) reads the prepared copy; other matrices still
@@ -56,7 +64,7 @@ class Backend {
   // (Defined here, not in backend.cpp: a program that never names the CUDA backend must not
   // link it, or every process would load cuBLAS and touch its 84 MB of static data.)
   virtual void prepare_weights(const Model&, Precision precision, const WeightLoadOptions&) {
-    if (precision != Precision::f32)
+    if (!supports(precision))
       throw std::runtime_error("the " + name() + " backend has no " + precision_name(precision) +
                                " GEMMs (use --precision f32)");
   }
@@ -93,6 +101,7 @@ std::unique_ptr<Backend> make_cpu_backend();
 // Throws std::runtime_error when CUDA was not built in or no device is present.
 std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 bool cuda_available();  // built with CUDA and at least one device visible
+int cuda_device_count();  // visible CUDA devices (0 without CUDA)
 // "cpu" or "cuda"
 std::unique_ptr<Backend> make_backend(const std::string& name);
 

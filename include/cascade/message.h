@@ -49,6 +49,9 @@ Message without_empty_parts(const Message& msg);
 // back in part order (may be null when that is 0). Throws std::invalid_argument on a part of
 // kind header or out of range, or a count that does not fit the header's fields.
 std::vector<uint8_t> encode_message(const Message& msg, const void* payload);
+// The header alone (what a device link's message sends over MPI; its payload goes device to
+// device). Throws as encode_message.
+std::vector<uint8_t> encode_message_header(const Message& msg);
 
 // Decodes the header at the start of data[0, size) into `out` (src and dst untouched, the
 // payload not required to be there) and returns its size in bytes. Throws MessageError.

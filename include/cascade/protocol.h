@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@
 namespace cascade {
 
 class Backend;
+class DeviceLink;
 
 // Time one party spent, split as the benchmark needs it.
 struct PartyStats {
@@ -88,8 +90,8 @@ void abort_run(Transport& t);
 // client aborted the run. Throws on a malformed schedule or a wrong world size.
 bool receive_schedule(Transport& t, Schedule& schedule);
 
-// Rank 1..α. `model` holds the weights (its shape must be the schedule's). The role fills in
-// compute_s; run_cascade the rest.
+// Rank 1..α. `model` holds the weights in `backend`'s memory (device_model.h; its shape must be
+// the schedule's). The role fills in compute_s; run_cascade the rest.
 PartyStats run_comp_node(Transport& t, const Schedule& schedule, const Model& model,
                          Backend& backend, const Fault& fault = {});
 // AttnNode ranks: no weights; the dims come with the schedule (schedule.shape). The role fills
@@ -110,6 +112,14 @@ struct CascadeSetup {
   std::function<const Model&()> model;
   // CompNodes and the LM head at the client: the weight GEMMs' precision (packed_gemm.h).
   Precision precision = Precision::f32;
+  // CompNodes and AttnNodes: their backend, made once the role is known (a CUDA one: the
+  // node-local rank's GPU); nullptr: the CPU. The client always runs on the CPU: it is the
+  // user's machine, and the LM head it applies is one row per step.
+  std::function<std::unique_ptr<Backend>()> backend;
+  // CompNodes and AttnNodes, with a device backend: the device link their payloads take
+  // (device_link.h, NCCL), made once the backend is (collective over the parties); nullptr:
+  // payloads go through the transport, staged through the host.
+  std::function<std::unique_ptr<DeviceLink>(Backend&)> link;
   Fault fault;
   // Every rank: record a trace (trace.h), and with views the bytes every message carried.
   bool trace = false;

@@ -18,8 +18,9 @@ class Reference {
  public:
   // `backend`: any backend (a device backend gets the weights uploaded, and the KV cache and
   // every activation stay in its memory); nullptr means a CPU backend made here with the
-  // model's matrices prepared (packed) in `precision`. A given backend is used as it is:
-  // prepare it yourself (Backend::prepare_weights).
+  // model's matrices prepared (packed) in `precision`. A given host-memory backend is used as
+  // it is: prepare it yourself (Backend::prepare_weights); a device backend is prepared here in
+  // `precision` (its weights are the uploaded copies, which only the Reference holds).
   explicit Reference(const Model& model, Backend* backend = nullptr,
                      Precision precision = Precision::f32);
   ~Reference();

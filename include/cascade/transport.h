@@ -22,6 +22,7 @@
 namespace cascade {
 
 class TraceRecorder;
+class DeviceLink;
 
 // Called for every message: outgoing = true on the sender when it is posted (as encoded: empty
 // parts dropped), false on the receiver when it has arrived (as decoded). May throw: the
@@ -60,6 +61,15 @@ class Transport {
   virtual ~Transport() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  virtual std::string name() const = 0;  // "mpi", or its device link's ("nccl"): in traces
+  // Are payloads to and from `peer` device memory (a device link, device_link.h, covers both
+  // ranks)? Otherwise they are host memory, and the roles stage a device backend's payloads
+  // through host copies (payload.h): CUDA-aware MPI is never assumed.
+  virtual bool device_payloads(int /*peer*/) const { return false; }
+  // From now on, payloads between ranks the link covers travel on it (headers stay on this
+  // transport). A device payload given to isend must stay unchanged until its handle is waited
+  // for (the link issues a wait_all's ops as one group).
+  virtual void set_device_link(std::unique_ptr<DeviceLink> link);
 
   // Non-blocking send of msg to msg.dst (msg.src is set to this rank). `payload` holds the
   // parts' payloads back to back in part order. The transport copies header and payload into

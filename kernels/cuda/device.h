@@ -41,10 +41,12 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
   return v;
 }
+// NaN wins, so every lane ends with the same answer (NaN or the max) and branches on it stay
+// warp-uniform; `w > v ? w : v` alone keeps a lane's own NaN while its partner drops it.
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) {
     const float w = __shfl_xor_sync(kFullMask, v, o);
-    v = w > v ? w : v;
+    v = (w > v || w != w) ? w : v;
   }
   return v;
 }

@@ -25,6 +25,8 @@ void gather_rows(const float* table, const int32_t* ids, int n, int d, float* ou
 void partial_attention(const float* q, const int32_t* q_pos, int nq, const float* k,
                        const float* v, const int32_t* k_pos, int nk, int n_head, int n_head_kv,
                        int d_head, bool causal, float* m, float* e, float* u, cudaStream_t s);
+// y(n) = x(n) rounded to bf16 (kernels/bf16.h).
+void to_bf16(const float* x, uint16_t* y, size_t n, cudaStream_t s);
 void merge_partials(const float* m, const float* e, const float* u, int nb, int nq, int n_head,
                     int d_head, float* o, cudaStream_t s);
 

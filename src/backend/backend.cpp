@@ -1,4 +1,5 @@
 #include "cascade/backend.h"
+#include "cuda_plugin.h"
 
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,7 @@ namespace {
 struct CudaPlugin {
   int (*device_count)() = nullptr;
   Backend* (*create)(int device) = nullptr;
+  void* handle = nullptr;
   std::string error;  // why it could not be loaded
 };
 
@@ -47,6 +49,7 @@ const CudaPlugin& cuda_plugin() {
       p.error = "libcascade_cuda.so not found beside the program nor in " + std::string(CASCADE_CUDA_PLUGIN_DIR);
       return p;
     }
+    p.handle = handle;
     p.device_count = reinterpret_cast<int (*)()>(dlsym(handle, "cascade_cuda_device_count"));
     p.create = reinterpret_cast<Backend* (*)(int)>(dlsym(handle, "cascade_cuda_backend_create"));
     if (!p.device_count || !p.create) p.error = "libcascade_cuda.so lacks its entry points";
@@ -55,13 +58,29 @@ const CudaPlugin& cuda_plugin() {
   return plugin;
 }
 
-int cuda_device_count() {
-  const CudaPlugin& p = cuda_plugin();
-  return p.error.empty() ? p.device_count() : 0;
-}
-
 }  // namespace
 #endif
+
+void* cuda_plugin_symbol([[maybe_unused]] const char* name) {
+#ifdef CASCADE_HAVE_CUDA
+  const CudaPlugin& p = cuda_plugin();
+  if (!p.error.empty()) throw std::runtime_error("CUDA plugin: " + p.error);
+  void* sym = dlsym(p.handle, name);
+  if (!sym) throw std::runtime_error(std::string("CUDA plugin: libcascade_cuda.so lacks ") + name);
+  return sym;
+#else
+  throw std::runtime_error("this build has no CUDA (configure with -DCASCADE_CUDA=ON)");
+#endif
+}
+
+int cuda_device_count() {
+#ifdef CASCADE_HAVE_CUDA
+  const CudaPlugin& p = cuda_plugin();
+  return p.error.empty() ? p.device_count() : 0;
+#else
+  return 0;
+#endif
+}
 
 std::unique_ptr<Backend> make_cuda_backend([[maybe_unused]] int device) {
 #ifdef CASCADE_HAVE_CUDA

@@ -66,9 +66,14 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
   sub->add_option("-t,--threads", o.threads, "CPU threads (generate: OpenMP defaults; run: per rank, the CPUs it may use over the ranks on its node)")->check(CLI::NonNegativeNumber);
   sub->add_option("--precision", o.precision,
                   "Weight GEMMs: f32 (exact; the default) or bf16 (bf16 weights and inputs, fp32 "
-                  "accumulation and everything else fp32; CPUs with AVX512_BF16 or AMX)")
+                  "accumulation and everything else fp32; on the CPU it needs AVX512_BF16 or AMX, on CUDA sm_80 or newer)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
+  sub->add_option("--backend", o.backend,
+                  "Where the math runs: cpu, or cuda (an NVIDIA GPU; under `run` the CompNodes and AttnNodes, each "
+                  "on its node-local rank's GPU, while the client stays on the CPU)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 namespace {

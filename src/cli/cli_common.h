@@ -47,6 +47,7 @@ struct GenerateOptions {
   bool ignore_eos = false;
   int threads = 0;
   std::string precision = "f32";  // --precision: the weight GEMMs' (packed_gemm.h)
+  std::string backend = "cpu";    // --backend: cpu or cuda (backend.h)
   SamplerOptions sampler;
 };
 

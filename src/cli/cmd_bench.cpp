@@ -1,4 +1,5 @@
 // cascade bench generate: prefill and decode throughput of the single-process reference.
+// cascade bench prefill: prefill TFLOP/s on a backend against its GEMM roofline (the GPU check).
 // cascade bench gemm: GEMM throughput of one layer's weights by row count.
 // cascade bench load: one load of the weights (through the weight cache, or private).
 // cascade bench net: MPI ping-pong between two ranks; latency and bandwidth for the simulator.
@@ -27,6 +28,8 @@
 #include "cascade/sim.h"
 #include "cascade/synthetic.h"
 #include "cascade/continuations.h"
+#include "cascade/device_buffer.h"
+#include "cascade/device_model.h"
 #include "cascade/synthetic.h"
 #include "cli_common.h"
 #include "commands.h"
@@ -116,6 +119,98 @@ void run_bench_generate(const BenchOptions& o) {
     std::printf("median: prefill %.1f tok/s, decode %.1f tok/s\n", median(prefill_tps),
                 median(decode_tps));
   }
+}
+
+// Prefill on a backend (the GPU's figure): the reference's forward pass over T tokens, in
+// TFLOP/s, against the roofline of the same backend's GEMMs: the four weight GEMMs of a layer
+// at T rows, timed alone. Their ratio says how much of what the GEMM library reaches the whole
+// layer (norms, RoPE, attention, copies) keeps.
+struct PrefillOptions {
+  ModelOptions model;
+  int tokens = 1024;
+  int runs = 3;
+  std::string backend = "cpu";
+  std::string precision = "f32";
+  int threads = 0;
+  bool json = false;
+};
+
+void run_bench_prefill(PrefillOptions o) {
+  set_cpu_threads(o.threads);
+  if (o.model.spec.path.empty()) o.model.spec.path = "synthetic:llama2-7b";
+  const LoadedModel lm = load_model(resolve_model(o.model));
+  const ModelConfig& c = lm.cfg;
+  if (c.encoder()) throw std::invalid_argument("bench prefill measures a decoder's prefill; " + c.arch + " is an encoder");
+  if (o.tokens > c.n_ctx)
+    throw std::invalid_argument("--tokens " + std::to_string(o.tokens) + " exceeds the model context of " +
+                                std::to_string(c.n_ctx));
+  const Precision precision = parse_precision(o.precision);
+  std::unique_ptr<Backend> be = o.backend == "cuda" ? make_cuda_backend(0) : make_cpu_backend();
+  const int T = o.tokens;
+  struct Shape { int out, in; const float* w; };
+  const LayerWeights& l0 = lm.model.layers.at(0);
+  const bool gated = c.family == Family::llama;
+  // The GEMMs' FLOPs per layer, and the attention's (causal: T(T+1)/2 query-key pairs per head,
+  // 2 FLOPs each for q·k and for the weighted sum of v).
+  const double d = c.d_model, gemm_flops = 2.0 * T * d * (c.d_q() + 2.0 * c.d_kv() + c.d_q() + (gated ? 3.0 : 2.0) * c.d_ff);
+  const double attn_flops = 4.0 * c.n_head * c.d_head * (double)T * (T + 1) / 2.0;
+  const double layer_flops = gemm_flops + attn_flops;
+  auto sync = [&] { be->synchronize(); };
+
+  // Roofline: the layer's weight GEMMs alone, in the backend's memory, prepared in `precision`.
+  double gemm_s = 0;
+  {
+    DeviceModel dm(*be, lm.model);
+    be->prepare_weights(dm.model(), precision, {});
+    const LayerWeights& w = dm.model().layers.at(0);
+    const std::vector<Shape> shapes = {{c.d_q() + 2 * c.d_kv(), c.d_model, w.wqkv},
+                                       {c.d_model, c.d_q(), w.wo},
+                                       {gated ? 2 * c.d_ff : c.d_ff, c.d_model, gated ? w.w_gate_up : w.w_up},
+                                       {c.d_model, c.d_ff, w.w_down}};
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+    std::vector<float> x((size_t)T * std::max(c.d_ff, std::max(c.d_model, c.d_q())));
+    for (float& v : x) v = uni(rng);
+    DeviceBuffer<float> dx, dy;
+    dx.upload(*be, x);
+    dy.resize(*be, (size_t)T * std::max(2 * c.d_ff, c.d_q() + 2 * c.d_kv()));
+    std::vector<double> times;
+    for (int r = 0; r < o.runs + 1; ++r) {  // run 0 warms up
+      sync();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (const Shape& sh : shapes) be->matmul_wt(dx.data(), sh.w, dy.data(), T, sh.in, sh.out, false);
+      sync();
+      if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    gemm_s = median(times);
+  }
+  (void)l0;
+  if (be->host_memory()) be->prepare_weights(lm.model, precision, {});  // a device backend: Reference does it
+  const std::vector<int32_t> prompt = bench_prompt(lm, T);
+  std::vector<double> times;
+  for (int r = 0; r < o.runs + 1; ++r) {
+    Reference ref(lm.model, be.get(), precision);
+    sync();
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)ref.forward(prompt);  // returns the logits on the host: the device has finished
+    if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double prefill_s = median(times);
+  const double total_flops = c.n_layer * layer_flops + 2.0 * d * c.n_vocab;  // + the last row's LM head
+  const double tflops = total_flops / prefill_s * 1e-12, roof = gemm_flops / gemm_s * 1e-12;
+  if (o.json) {
+    nlohmann::json j = {{"model", lm.spec.path}, {"n_layer", c.n_layer}, {"tokens", T}, {"backend", be->name()},
+                        {"precision", o.precision}, {"runs", o.runs}, {"prefill_s", prefill_s},
+                        {"prefill_tflops", tflops}, {"gemm_roofline_tflops", roof}, {"fraction_of_roofline", tflops / roof},
+                        {"prefill_tok_s", T / prefill_s}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("# bench prefill: %s, %d layers, %d tokens, backend %s, %s GEMMs, median of %d runs\n",
+              lm.spec.path.c_str(), c.n_layer, T, be->name().c_str(), o.precision.c_str(), o.runs);
+  std::printf("prefill: %.3f s (%.0f tok/s), %.2f TFLOP/s\n", prefill_s, T / prefill_s, tflops);
+  std::printf("GEMM roofline (a layer's four weight GEMMs at %d rows, alone): %.2f TFLOP/s\n", T, roof);
+  std::printf("prefill / roofline: %.0f%%\n", 100.0 * tflops / roof);
 }
 
 // The weight GEMMs of one layer at several row counts, per GEMM path: OpenBLAS (packs all of W
@@ -504,6 +599,18 @@ void add_bench_command(CLI::App& app) {
       ->excludes("--precision");
   gen->add_flag("--json", o->json, "Print JSON");
   gen->callback([o] { run_bench_generate(*o); });
+
+  auto po = std::make_shared<PrefillOptions>();
+  CLI::App* pre = bench->add_subcommand(
+      "prefill", "Prefill TFLOP/s of the reference on a backend (cuda: the GPU check), against the same backend's GEMM roofline");
+  add_model_options(pre, po->model, /*weights=*/true, "default synthetic:llama2-7b");
+  pre->add_option("--tokens", po->tokens, "Prompt tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  pre->add_option("--runs", po->runs, "Timed runs (after one warm-up); the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
+  pre->add_option("--backend", po->backend, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  pre->add_option("--precision", po->precision, "Weight GEMMs: f32 or bf16")->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
+  pre->add_option("-t,--threads", po->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  pre->add_flag("--json", po->json, "Print JSON");
+  pre->callback([po] { run_bench_prefill(*po); });
 
   auto rows = std::make_shared<std::vector<int>>(std::vector<int>{128, 64, 32, 16, 8, 1});
   auto gemm_runs = std::make_shared<int>(20);

@@ -24,7 +24,15 @@ void add_generate_command(CLI::App& app) {
     set_cpu_threads(opt->threads);
     const LoadedModel lm = load_model(resolve_model(opt->model));
     const std::vector<int32_t> prompt = encode_prompt(lm, *opt);
-    Reference ref(lm.model, nullptr, parse_precision(opt->precision));
+    const Precision precision = parse_precision(opt->precision);
+    // --backend cuda: the weights go to the GPU and every activation and the KV cache stay
+    // there. The CPU backend is Reference's own (weights packed in `precision`).
+    std::unique_ptr<Backend> gpu;
+    if (opt->backend == "cuda") {
+      gpu = make_cuda_backend(0);
+      std::fprintf(stderr, "backend: %s\n", gpu->name().c_str());
+    }
+    Reference ref(lm.model, gpu.get(), precision);
     Sampler sampler(opt->sampler);
     if ((lm.tokenizer && opt->tokens == 0) || !opt->ids.empty())
       std::fprintf(stderr, "prompt: %zu tokens\n", prompt.size());

@@ -15,6 +15,7 @@
 #include "cascade/compute_timer.h"
 #include "cascade/exactness.h"
 #include "cascade/mpi_transport.h"
+#include "cascade/nccl_link.h"
 #include "cascade/protocol.h"
 #include "cascade/reference.h"
 #include "cascade/sha256.h"
@@ -41,6 +42,7 @@ struct RunOptions {
   std::string trace;  // --trace FILE
   bool trace_views = false;
   bool force = false;
+  std::string transport = "mpi";  // --transport: mpi, or nccl (payloads GPU to GPU)
 };
 
 // The single-process reference on the same prompt and tokens, single-threaded, for the
@@ -233,6 +235,8 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
   m.d_ff = lm.cfg.d_ff;
   m.n_generated = (int)rep.client.tokens.size();
   m.rho = o.rho;
+  m.backend = o.gen.backend;
+  m.transport = o.transport;
   m.world_size = (int)rep.traces.size();
   for (const RankTrace& r : rep.traces) m.hosts.push_back(r.host);
   for (const CommFlow& f : protocol_flows(to_flows(rep.sent))) m.bytes_sent += f.bytes;
@@ -256,17 +260,49 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
                 o.trace.c_str(), o.trace.c_str(), o.trace.c_str(), o.trace.c_str());
 }
 
+// This rank among the ranks of its node: MPI's own view (no launcher's environment needed).
+// Collective over MPI_COMM_WORLD.
+struct NodePlace {
+  int ranks = 1;    // ranks on this node
+  int rank = 0;     // this one's index among them
+  int parties = 0;  // ranks on this node other than world rank 0 (the client, on the CPU)
+  int party = -1;   // this one's index among those (−1: the client)
+};
+NodePlace node_place() {
+  MPI_Comm node, parties;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  NodePlace p;
+  MPI_Comm_size(node, &p.ranks);
+  MPI_Comm_rank(node, &p.rank);
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_split(node, world_rank == 0 ? MPI_UNDEFINED : 0, p.rank, &parties);
+  if (parties != MPI_COMM_NULL) {
+    MPI_Comm_size(parties, &p.parties);
+    MPI_Comm_rank(parties, &p.party);
+    MPI_Comm_free(&parties);
+  }
+  MPI_Comm_free(&node);
+  return p;
+}
+
+// A party's CUDA backend: the GPUs of its node dealt out by its index among the node's parties.
+// With NCCL every party needs a GPU of its own (NCCL refuses two ranks on one device).
+std::unique_ptr<Backend> party_cuda_backend(const NodePlace& place, bool nccl) {
+  const int n = cuda_device_count();
+  if (nccl && n > 0 && place.parties > n)
+    throw std::runtime_error(std::to_string(place.parties) + " parties on this node share its " + std::to_string(n) +
+                             " GPU" + (n == 1 ? "" : "s") +
+                             ": --transport nccl needs one GPU per rank (use --transport mpi, or fewer ranks per node)");
+  return make_cuda_backend(n > 0 ? place.party % n : 0);  // no device: its error says so
+}
+
 // Threads of this rank's math (OpenMP: the kernels, oneDNN and OpenBLAS): --threads when given;
 // else the CPUs this rank may run on, shared among the ranks of its node, at least one. Ranks
 // that outnumber the cores thus run one thread each: no pools of spinning threads fighting over
-// cores. Collective over MPI_COMM_WORLD.
-int party_threads(int requested) {
-  MPI_Comm node;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int local = 1, node_rank = 0;
-  MPI_Comm_size(node, &local);
-  MPI_Comm_rank(node, &node_rank);
-  MPI_Comm_free(&node);
+// cores.
+int party_threads(int requested, const NodePlace& place) {
+  const int local = place.ranks, node_rank = place.rank;
   cpu_set_t set;
   CPU_ZERO(&set);
   const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
@@ -279,7 +315,8 @@ int party_threads(int requested) {
 
 int run(const RunOptions& o) {
   MpiSession mpi;
-  set_cpu_threads(party_threads(o.gen.threads));
+  const NodePlace place = node_place();
+  set_cpu_threads(party_threads(o.gen.threads, place));
   std::unique_ptr<Transport> t = make_mpi_transport(MPI_COMM_WORLD);
   const int rank = t->rank();
   // The parties wait one layer's message at a time and so notice a dead or stuck peer first,
@@ -287,6 +324,19 @@ int run(const RunOptions& o) {
   t->set_timeout(rank == 0 ? 2 * o.timeout : o.timeout);
   CascadeSetup setup;
   setup.precision = parse_precision(o.gen.precision);
+  const bool nccl = o.transport == "nccl";
+  if (o.gen.backend == "cuda") setup.backend = [&place, nccl] { return party_cuda_backend(place, nccl); };
+  // NCCL: its own communicator for the unique id (collective, so every rank makes it).
+  struct LinkComm {
+    MPI_Comm comm = MPI_COMM_NULL;
+    ~LinkComm() {
+      if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+    }
+  } link_comm;
+  if (nccl) {
+    MPI_Comm_dup(MPI_COMM_WORLD, &link_comm.comm);
+    setup.link = [&](Backend& be) { return make_nccl_link(be, link_comm.comm, 1, t->size() - 1, o.timeout); };
+  }
   setup.trace = !o.trace.empty();
   setup.trace_views = o.trace_views;
   const std::string start_time = utc_now();
@@ -301,6 +351,10 @@ int run(const RunOptions& o) {
   if (rank == 0) {
     try {
       if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
+      if (nccl && o.gen.backend != "cuda")
+        throw std::invalid_argument("--transport nccl moves payloads GPU to GPU: it needs --backend cuda");
+      if (nccl && !nccl_built())
+        throw std::invalid_argument("--transport nccl: this build has no NCCL (it was not found when configuring)");
       if (setup.precision == Precision::bf16 && !cpu_has_bf16())
         throw std::invalid_argument("--precision bf16 needs a CPU with AVX512_BF16 or AMX; oneDNN finds " +
                                     packed_gemm_isa() + " here");
@@ -420,6 +474,12 @@ void add_run_command(CLI::App& app) {
   sub->add_flag("--trace-views", o->trace_views,
                 "With --trace: also record the bytes of every message each party received (its view; large)");
   sub->add_flag("--force", o->force, "Overwrite an existing --trace file");
+  sub->add_option("--transport", o->transport,
+                  "How payloads between CompNodes and AttnNodes travel: mpi (host buffers; a GPU's are staged "
+                  "through the host), or nccl (GPU to GPU; needs --backend cuda and one GPU per rank). Message "
+                  "headers and the client's traffic always use MPI")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mpi", "nccl"}));
   sub->add_option("--fault", o->fault,
                   "Testing only: KIND:RANK[:LAYER] makes one party misbehave (stall, stall-start, stall-end, "
                   "misroute, leak; see include/cascade/fault.h)")

@@ -19,6 +19,8 @@ Reference::Reference(const Model& model, Backend* backend, Precision precision)
     if (model.weights) owned_->prepare_weights(model, precision, {});
   }
   dev_ = std::make_unique<DeviceModel>(*backend_, model);
+  // A device backend's weights exist only in dev_: only here can they be prepared.
+  if (!backend_->host_memory()) backend_->prepare_weights(dev_->model(), precision, {});
   k_cache_.resize(model.cfg.n_layer);
   v_cache_.resize(model.cfg.n_layer);
 }

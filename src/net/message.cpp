@@ -93,6 +93,16 @@ Message without_empty_parts(const Message& msg) {
 }
 
 std::vector<uint8_t> encode_message(const Message& msg_in, const void* payload) {
+  const uint64_t payload_bytes = msg_in.payload_bytes();
+  if (payload_bytes > 0 && payload == nullptr)
+    throw std::invalid_argument("message payload of " + std::to_string(payload_bytes) + " bytes is null");
+  std::vector<uint8_t> out = encode_message_header(msg_in);
+  const uint8_t* src = static_cast<const uint8_t*>(payload);
+  out.insert(out.end(), src, src + payload_bytes);
+  return out;
+}
+
+std::vector<uint8_t> encode_message_header(const Message& msg_in) {
   const Message msg = without_empty_parts(msg_in);
   if (msg.layer < -1) throw std::invalid_argument("message layer " + std::to_string(msg.layer) + " < -1");
   uint64_t header = kFixedHeaderBytes;
@@ -103,11 +113,8 @@ std::vector<uint8_t> encode_message(const Message& msg_in, const void* payload) 
       throw std::invalid_argument("a message part carries more than 2^32 - 1 positions");
     header += kPartHeaderBytes + 4 * p.positions.size();
   }
-  const uint64_t payload_bytes = msg.payload_bytes();
-  if (payload_bytes > 0 && payload == nullptr)
-    throw std::invalid_argument("message payload of " + std::to_string(payload_bytes) + " bytes is null");
   std::vector<uint8_t> out;
-  out.reserve(header + payload_bytes);
+  out.reserve(header);
   put_u32(out, kMessageMagic);
   put_u32(out, (uint32_t)(int32_t)msg.layer);
   put_u32(out, (uint32_t)msg.parts.size());
@@ -117,8 +124,6 @@ std::vector<uint8_t> encode_message(const Message& msg_in, const void* payload) 
     put_u64(out, p.bytes);
     for (int32_t pos : p.positions) put_u32(out, (uint32_t)pos);
   }
-  const uint8_t* src = static_cast<const uint8_t*>(payload);
-  out.insert(out.end(), src, src + payload_bytes);
   return out;
 }
 

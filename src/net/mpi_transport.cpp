@@ -6,6 +6,12 @@
 // total from the header inside it, then probes and receives the rest. So a message of another
 // size than expected is "unexpected content", never an MPI truncation error.
 //
+// With a device link (device_link.h), a message between two ranks on the link is its header
+// alone on MPI, as above, while its payload goes device to device: the ops of one wait_all are
+// issued to the link as one group, and a receive completes once its header has arrived and
+// matched the expectation (in part order: a link cannot reorder) and the link has the bytes in
+// (stream order for NCCL). The accounting is the same: header bytes and payload bytes.
+//
 // Waiting polls MPI_Test/MPI_Improbe with short sleeps instead of blocking in MPI_Wait: Open
 // MPI busy-polls in MPI_Wait, which starves the other ranks when parties outnumber cores, and
 // polling lets us enforce the timeout (a peer dying mid-message ends in an error, not a hang).
@@ -20,6 +26,7 @@
 #include <new>
 #include <thread>
 
+#include "cascade/device_link.h"
 #include "cascade/mpi_transport.h"
 #include "cascade/trace.h"
 
@@ -132,6 +139,11 @@ class MpiTransport final : public Transport {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  std::string name() const override { return link_ ? link_->name() : "mpi"; }
+  bool device_payloads(int peer) const override {
+    return link_ && peer != rank_ && link_->covers(rank_) && link_->covers(peer);
+  }
+  void set_device_link(std::unique_ptr<DeviceLink> link) override { link_ = std::move(link); }
 
   Handle isend(const Message& msg_in, const void* payload) override {
     check_peer(msg_in.dst);
@@ -145,13 +157,15 @@ class MpiTransport final : public Transport {
     p.given = msg_in.parts;
     Message msg = without_empty_parts(msg_in);
     msg.src = rank_;
+    p.linked = device_payloads(p.peer);
     try {
-      p.buf = encode_message(msg, payload);
+      p.buf = p.linked ? encode_message_header(msg) : encode_message(msg, payload);
     } catch (const std::invalid_argument& e) {
       throw TransportError(std::string("cannot send to ") + peer_name(msg.dst) + " " +
                            layer_str(msg.layer) + ": " + e.what());
     }
-    const uint64_t header_bytes = p.buf.size() - msg.payload_bytes();
+    const uint64_t header_bytes = p.linked ? p.buf.size() : p.buf.size() - msg.payload_bytes();
+    if (p.linked) p.link_op = {true, p.peer, const_cast<void*>(payload), msg.payload_bytes()};
     if (header_bytes > max_chunk_bytes_)
       throw TransportError("the header of a message to " + peer_name(msg.dst) + " " +
                            layer_str(msg.layer) + " is " + std::to_string(header_bytes) +
@@ -182,6 +196,8 @@ class MpiTransport final : public Transport {
     p.tag = tag_of(expected.layer, p.channel);
     p.given = expected.parts;
     p.payload = payload;
+    p.linked = device_payloads(p.peer);
+    if (p.linked) p.link_op = {false, p.peer, payload, expected.payload_bytes()};
     return add(std::move(p));
   }
 
@@ -208,6 +224,7 @@ class MpiTransport final : public Transport {
       if (!pending_.count(h)) throw std::logic_error("wait_all: unknown transport handle");
     if (trace_ && !handles.empty()) trace_->begin(SpanKind::wait, pending_.at(handles[0]).layer);
     try {
+      issue_link_ops(handles);
       int spins = 0;
       for (;;) {
         bool progress = false, all_done = true;
@@ -222,12 +239,13 @@ class MpiTransport final : public Transport {
           pending_.erase(it);
           if (!p.outgoing) finish_recv(h, p);
           else if (trace_)
-            trace_->message(p.sent, true, p.buf.size(), (int)p.tag % kTagsPerLayer, p.posted,
-                            p.post_span, Clock::now(), nullptr);
+            trace_->message(p.sent, true, p.buf.size() + p.link_op.bytes, (int)p.tag % kTagsPerLayer,
+                            p.posted, p.post_span, Clock::now(), nullptr);
           progress = true;
         }
         if (all_done) break;
         if (!progress && idle(t0, spins)) throw timeout_error(handles, seconds_since(t0));
+        if (link_ && spins % 1024 == 0) check_link();
       }
     } catch (...) {
       abandon(handles);
@@ -313,7 +331,34 @@ class MpiTransport final : public Transport {
     uint64_t landed = 0;             // receive: bytes received so far
     uint64_t in_flight = 0;          // receive: size of the piece in flight
     uint64_t total = 0;              // receive: the stream's size, once the header is in
+    bool linked = false;             // the payload travels on the device link
+    DeviceLink::Op link_op;          // linked: the payload's op (bytes 0 when not linked)
+    int64_t ticket = -1;             // linked: the link group it was issued in
   };
+
+  // The link ops of these handles not yet issued, as one group (a CompNode's up sends and
+  // partial receives progress together: no order between them can deadlock).
+  void issue_link_ops(const std::vector<Handle>& handles) {
+    if (!link_) return;
+    std::vector<DeviceLink::Op> ops;
+    std::vector<Pending*> group;
+    for (Handle h : handles) {
+      Pending& p = pending_.at(h);
+      if (!p.linked || p.ticket >= 0 || p.link_op.bytes == 0) continue;
+      ops.push_back(p.link_op);
+      group.push_back(&p);
+    }
+    if (ops.empty()) return;
+    const int64_t ticket = link_->issue(ops);
+    for (Pending* p : group) p->ticket = ticket;
+  }
+
+  void check_link() {
+    const int peer = link_->overdue(timeout_s_);
+    if (peer >= 0)
+      throw TransportError("timed out after " + std::to_string((int)timeout_s_) + " s: the " + link_->name() +
+                           " transfers with " + peer_name(peer) + " never finished: the peer is dead or stuck");
+  }
 
   int tag_of(int layer, CommKind channel) const {
     const long long tag = (long long)(layer + 1) * kTagsPerLayer + (int)channel;
@@ -362,8 +407,11 @@ class MpiTransport final : public Transport {
     return done;
   }
 
-  // Advances a receive as far as the arrived pieces allow; true when the whole stream is in.
+  // Advances a receive as far as the arrived pieces allow; true when the whole stream is in
+  // (linked: the header, and the link has the payload in).
   bool recv_done(Handle h, Pending& p) {
+    if (p.linked && p.total > 0 && p.landed >= p.total)  // the header is in
+      return p.link_op.bytes == 0 || link_->ready(p.ticket);
     for (;;) {
       if (!p.reqs.empty()) {  // a piece in flight
         int flag = 0;
@@ -372,7 +420,7 @@ class MpiTransport final : public Transport {
         p.reqs.clear();
         p.landed += p.in_flight;
         if (p.total == 0) learn_size(p);
-        if (p.landed >= p.total) return true;
+        if (p.landed >= p.total) return !p.linked || p.link_op.bytes == 0 || link_->ready(p.ticket);
       }
       // Receives from one peer on one channel take its messages in posting order.
       if (p.landed == 0 && earlier_receive_on(h, p)) return false;
@@ -413,7 +461,7 @@ class MpiTransport final : public Transport {
     } catch (const MessageError& e) {
       throw TransportError("message from " + describe(p) + ": " + e.what());
     }
-    p.total = header + head.payload_bytes();
+    p.total = header + (p.linked ? 0 : head.payload_bytes());
     if (p.total <= p.landed) return;  // all in (a longer first piece fails the decode later)
     try {
       p.buf.resize(p.total);
@@ -428,14 +476,20 @@ class MpiTransport final : public Transport {
     Message got;
     uint64_t offset = 0;
     try {
-      offset = decode_message(p.buf.data(), p.buf.size(), got);
+      if (p.linked) {
+        offset = decode_message_header(p.buf.data(), p.buf.size(), got);
+        if (offset != p.buf.size()) throw MessageError("bytes after the header of a device-link message");
+      } else {
+        offset = decode_message(p.buf.data(), p.buf.size(), got);
+      }
     } catch (const MessageError& e) {
       throw TransportError("message from " + describe(p) + ": " + e.what());
     }
     got.src = p.peer;
     got.dst = rank_;
-    account_recv(got, p.buf.size() - got.payload_bytes());
+    account_recv(got, p.linked ? p.buf.size() : p.buf.size() - got.payload_bytes());
     if (audit_) audit_(got, false);
+    if (p.linked) return finish_linked_recv(p, got);
     if (trace_)  // as it arrived: parts and payload in arrived order
       trace_->message(got, false, p.buf.size(), (int)p.channel, p.posted, trace_->current_span(),
                       Clock::now(), p.buf.data() + offset);
@@ -487,6 +541,32 @@ class MpiTransport final : public Transport {
     }
   }
 
+  // A linked receive whose header is in: the payload is already where the caller wanted it (the
+  // link wrote the sender's parts in the sender's order), so the parts must be the expected
+  // ones in the expected order.
+  void finish_linked_recv(Pending& p, const Message& got) {
+    std::vector<MessagePart> want;
+    for (const MessagePart& e : p.given)
+      if (!part_is_empty(e)) want.push_back(e);
+    bool ok = got.layer == p.layer && got.parts.size() == want.size();
+    for (size_t i = 0; ok && i < want.size(); ++i) ok = same_part(want[i], got.parts[i]);
+    if (!ok) {
+      const std::string diff = got.layer != p.layer ? "it says layer " + std::to_string(got.layer)
+                               : first_difference(p.given, got.parts) != "none"
+                                   ? first_difference(p.given, got.parts)
+                                   : std::string("the parts are in another order (a device link cannot reorder them)");
+      throw TransportError("unexpected content from " + describe(p) + ": expected " + parts_str(p.given) +
+                           ", got " + parts_str(got.parts) + "; first difference: " + diff);
+    }
+    if (!trace_ && !delivery_) return;
+    std::vector<uint8_t> host(got.payload_bytes());  // views and tests: a copy off the device
+    if (!host.empty()) link_->to_host(host.data(), p.payload, host.size());
+    if (trace_)
+      trace_->message(got, false, p.buf.size() + host.size(), (int)p.channel, p.posted, trace_->current_span(),
+                      Clock::now(), host.data());
+    if (delivery_) delivery_(got, host.data());
+  }
+
   // "rank 2 (CompNode 1) at layer 3 (q)"
   std::string describe(const Pending& p) const {
     return peer_name(p.peer) + " " + layer_str(p.layer) + " (" + comm_kind_name(p.channel) + ")";
@@ -534,6 +614,7 @@ class MpiTransport final : public Transport {
   Handle next_ = 0;
   std::map<Handle, Pending> pending_;  // ordered: receives on one channel match in this order
   std::map<Handle, Received> any_results_;  // recv_any's message, between wait_all and return
+  std::unique_ptr<DeviceLink> link_;        // payloads between covered ranks (device_link.h)
 };
 
 }  // namespace

@@ -1,8 +1,14 @@
 #include "cascade/transport.h"
 
+#include "cascade/device_link.h"
+
 #include <limits>
 
 namespace cascade {
+
+void Transport::set_device_link(std::unique_ptr<DeviceLink> link) {
+  if (link) throw TransportError("the " + name() + " transport cannot carry a device link (" + link->name() + ")");
+}
 
 void Transport::send(const Message& msg, const void* payload) {
   std::vector<Handle> h{isend(msg, payload)};

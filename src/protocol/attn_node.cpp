@@ -1,12 +1,15 @@
 // AttnNode (a, b): no weights. Per layer it gets q rows of attention shard a and k/v rows of
 // shard b, keeps the k/v rows as its KV cache, and answers each CompNode with the partials
-// (m, e, u) of that CompNode's query rows.
+// (m, e, u) of that CompNode's query rows. The cache and every tensor stay in the backend's
+// memory; only message payloads are staged through the host when the transport needs it.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include "cascade/backend.h"
+#include "cascade/device_buffer.h"
 #include "cascade/protocol.h"
+#include "payload.h"
 #include "section.h"
 #include "step.h"
 
@@ -61,43 +64,56 @@ class AttnNode {
       for (int32_t p : q_pos) pairs += std::upper_bound(keys.begin(), keys.end(), p) - keys.begin();
     }
 
-    std::vector<std::vector<float>> up(alpha), down(alpha);
-    std::vector<float> q((size_t)nq * dq);
-    std::vector<float> m((size_t)nq * c_.n_head), e(m.size()), u(q.size());
+    q_pos_.upload(be_, q_pos);
+    k_pos_dev_.upload(be_, k_pos_);
+    up_.resize(alpha);
+    down_.resize(alpha);
+    q_.resize(be_, (size_t)nq * dq);                 // (nq, n_h, d_h)
+    m_.resize(be_, (size_t)nq * c_.n_head);          // (nq, n_h)
+    e_.resize(be_, (size_t)nq * c_.n_head);          // (nq, n_h)
+    u_.resize(be_, (size_t)nq * dq);                 // (nq, n_h, d_h)
     for (int l = 0; l < c_.n_layer; ++l) {
       if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
       std::vector<Transport::Handle> handles;
       for (int k = 0; k < alpha; ++k) {
         if (qk[k].empty() && kvk[k].empty()) continue;
-        up[k].resize(qk[k].size() * dq + 2 * kvk[k].size() * dkv);
+        up_[k].resize(be_, t_, s_.comp_rank(k), qk[k].size() * dq + 2 * kvk[k].size() * dkv);
         handles.push_back(t_.irecv({s_.comp_rank(k), t_.rank(), l,
                                     {{CommKind::q, qk[k], 4ull * qk[k].size() * dq},
                                      {CommKind::kv, kvk[k], 8ull * kvk[k].size() * dkv}}},
-                                   up[k].data()));
+                                   up_[k].for_recv()));
       }
       t_.wait_all(handles);
 
       Section unpack(timer_, trace, SpanKind::pack, l);
       // Unpack: queries side by side; keys and values appended to this layer's cache.
-      std::vector<float>& kc = k_cache_[l];
-      std::vector<float>& vc = v_cache_[l];
-      float* qw = q.data();
+      DeviceBuffer<float>& kc = k_cache_[l];
+      DeviceBuffer<float>& vc = v_cache_[l];
+      size_t cached = kc.size();
+      kc.resize_keep(be_, cached + (size_t)nkv * dkv);
+      vc.resize_keep(be_, cached + (size_t)nkv * dkv);
+      float* qw = q_.data();
       for (int k = 0; k < alpha; ++k) {
-        const float* r = up[k].data();
+        if (qk[k].empty() && kvk[k].empty()) continue;
+        up_[k].received();
+        const float* r = up_[k].data();
         const size_t nqk = qk[k].size() * dq, nkvk = kvk[k].size() * dkv;
-        std::memcpy(qw, r, 4 * nqk);
+        if (nqk) be_.copy(qw, r, 4 * nqk);
+        if (nkvk) {
+          be_.copy(kc.data() + cached, r + nqk, 4 * nkvk);
+          be_.copy(vc.data() + cached, r + nqk + nkvk, 4 * nkvk);
+        }
         qw += nqk;
-        kc.insert(kc.end(), r + nqk, r + nqk + nkvk);
-        vc.insert(vc.end(), r + nqk + nkvk, r + nqk + 2 * nkvk);
+        cached += nkvk;
       }
       unpack.end(cost_copy(4ull * ((size_t)nq * dq + 2ull * nkv * dkv)));
       if (nq > 0) {
         Section attention(timer_, trace, SpanKind::attention, l);
         PartialAttnArgs pa;
-        pa.q = q.data(); pa.q_pos = q_pos.data(); pa.nq = nq;
-        pa.k = kc.data(); pa.v = vc.data(); pa.k_pos = k_pos_.data(); pa.nk = (int)k_pos_.size();
+        pa.q = q_.data(); pa.q_pos = q_pos_.data(); pa.nq = nq;
+        pa.k = kc.data(); pa.v = vc.data(); pa.k_pos = k_pos_dev_.data(); pa.nk = (int)k_pos_.size();
         pa.n_head = c_.n_head; pa.n_head_kv = c_.n_head_kv; pa.d_head = c_.d_head; pa.causal = c_.causal();
-        pa.m = m.data(); pa.e = e.data(); pa.u = u.data();
+        pa.m = m_.data(); pa.e = e_.data(); pa.u = u_.data();
         be_.partial_attention(pa);
         attention.end(cost_attention(c_, nq, k_pos_.size(), pairs));
       }
@@ -107,20 +123,20 @@ class AttnNode {
       for (int k = 0; k < alpha; ++k) {
         const size_t nr = qk[k].size();
         if (nr == 0) continue;
-        std::vector<float>& buf = down[k];
-        buf.resize(nr * part_floats);
+        Payload& buf = down_[k];
+        buf.resize(be_, t_, s_.comp_rank(k), nr * part_floats);
         const size_t hn = nr * c_.n_head;
-        std::memcpy(buf.data(), m.data() + row0 * c_.n_head, 4 * hn);
-        std::memcpy(buf.data() + hn, e.data() + row0 * c_.n_head, 4 * hn);
-        std::memcpy(buf.data() + 2 * hn, u.data() + row0 * dq, 4 * hn * c_.d_head);
+        be_.copy(buf.data(), m_.data() + row0 * c_.n_head, 4 * hn);
+        be_.copy(buf.data() + hn, e_.data() + row0 * c_.n_head, 4 * hn);
+        be_.copy(buf.data() + 2 * hn, u_.data() + row0 * dq, 4 * hn * c_.d_head);
         row0 += nr;
       }
       pack.end(cost_copy(4ull * nq * part_floats));
       for (int k = 0; k < alpha; ++k)
         if (!qk[k].empty())
           handles.push_back(t_.isend({t_.rank(), s_.comp_rank(k), l,
-                                      {{CommKind::partial, qk[k], 4 * down[k].size()}}},
-                                     down[k].data()));
+                                      {{CommKind::partial, qk[k], down_[k].bytes()}}},
+                                     down_[k].for_send()));
       t_.wait_all(handles);
     }
   }
@@ -131,9 +147,14 @@ class AttnNode {
   Backend& be_;
   Fault fault_;
   int a_ = 0, b_ = 0;
-  std::vector<int32_t> k_pos_;  // positions of the cached key/value rows (same every layer)
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: (n_cached, n_kv, d_h)
   ComputeTimer timer_;
+  // In the backend's memory (device-resident on a GPU): the KV cache for the whole run, and a
+  // step's queries, positions and partials.
+  std::vector<int32_t> k_pos_;  // positions of the cached key/value rows (same every layer)
+  DeviceBuffer<int32_t> k_pos_dev_, q_pos_;
+  std::vector<DeviceBuffer<float>> k_cache_, v_cache_;  // per layer: (n_cached, n_kv, d_h)
+  DeviceBuffer<float> q_, m_, e_, u_;
+  std::vector<Payload> up_, down_;  // per CompNode k
 };
 
 }  // namespace

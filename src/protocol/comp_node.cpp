@@ -1,10 +1,13 @@
-// CompNode k: holds the weights and, per step, only the hidden rows of its own positions.
+// CompNode k: holds the weights and, per step, only the hidden rows of its own positions. Every
+// tensor lives in the backend's memory (the model: device_model.h); only message payloads are
+// staged through the host when the transport needs it (payload.h).
 #include <cstring>
 #include <stdexcept>
 
 #include "cascade/backend.h"
 #include "cascade/layer.h"
 #include "cascade/protocol.h"
+#include "payload.h"
 #include "section.h"
 #include "step.h"
 
@@ -47,24 +50,50 @@ class CompNode {
     for (int i = 0; i < n; ++i) row_of[own[i]] = i;
     std::vector<std::vector<int>> in_shard(beta);  // own positions per attention shard
     for (int a = 0; a < beta; ++a) in_shard[a] = step.of_comp_shard(s_, k_, a);
+    // Own rows grouped by attention shard: grouped = rows of shard 0, then of shard 1, …, shard
+    // a from off[a]; place[r] = where own row r is in that order. The q/k/v rows of a message
+    // are gathered through `grouped`, and the merged rows, computed in grouped order (each
+    // (a, b) answer lands contiguously), go back to own order through `place`.
+    std::vector<int32_t> grouped, place(n), off(beta + 1);
+    for (int a = 0; a < beta; ++a) {
+      off[a] = (int32_t)grouped.size();
+      for (int p : in_shard[a]) grouped.push_back(row_of[p]);
+    }
+    off[beta] = (int32_t)grouped.size();
+    if (off[beta] != n) throw std::logic_error("a CompNode's positions are not split among the attention shards");
+    for (int i = 0; i < n; ++i) place[grouped[i]] = i;
+    pos_.upload(be_, pos);
+    grouped_.upload(be_, grouped);
+    place_.upload(be_, place);
 
-    std::vector<float> h((size_t)n * c.d_model);                  // (n, d)
-    std::vector<float> q((size_t)n * c.d_q());                     // (n, n_h, d_h)
-    std::vector<float> kk((size_t)n * c.d_kv()), vv(kk.size());    // (n, n_kv, d_h)
-    std::vector<float> o(q.size());                                // (n, n_h, d_h)
-    // Partials scattered for the merge: m, e (β, n, n_h), u (β, n, n_h, d_h).
+    h_.resize(be_, (size_t)n * c.d_model);                          // (n, d)
+    q_.resize(be_, (size_t)n * c.d_q());                            // (n, n_h, d_h)
+    kk_.resize(be_, (size_t)n * c.d_kv());                           // (n, n_kv, d_h)
+    v_.resize(be_, (size_t)n * c.d_kv());                           // (n, n_kv, d_h)
+    o_.resize(be_, (size_t)n * c.d_q());                            // (n, n_h, d_h)
+    o_grouped_.resize(be_, (size_t)n * c.d_q());                    // (n, n_h, d_h), grouped order
+    // The partials for the merge, rows in grouped order: m, e (β, n, n_h), u (β, n, n_h, d_h).
     const size_t nh = (size_t)n * c.n_head;
-    std::vector<float> M(beta * nh), E(beta * nh), U(beta * nh * c.d_head);
-    embed_tokens(m_, ids.data(), n, h.data(), pos.data(), &be_);
+    M_.resize(be_, beta * nh);
+    E_.resize(be_, beta * nh);
+    U_.resize(be_, beta * nh * c.d_head);
+    embed_tokens(m_, ids.data(), n, h_.data(), pos.data(), &be_);
     embed.end(cost_copy(4ull * n * c.d_model));
 
+    // Rows [off[a], off[a + 1]) of the grouped order of src (·, width) to dst; returns dst's end.
+    auto gather = [&](const DeviceBuffer<float>& src, int a, int width, float* dst) {
+      const int rows = off[a + 1] - off[a];
+      if (rows) be_.gather_rows(src.data(), grouped_.data() + off[a], rows, width, dst);
+      return dst + (size_t)rows * width;
+    };
     const size_t part_floats = (size_t)c.n_head * (c.d_head + 2);  // (m, e, u) of one row
-    std::vector<std::vector<float>> up(beta * beta), down(beta * beta);
+    up_.resize(beta * beta);
+    down_.resize(beta * beta);
     for (int l = 0; l < c.n_layer; ++l) {
       if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
       {
         Section prepass(timer_, trace, SpanKind::prepass, l);
-        layer_prepass(be_, m_, l, h.data(), pos.data(), n, q.data(), kk.data(), vv.data(), ws_);
+        layer_prepass(be_, m_, l, h_.data(), pos_.data(), n, q_.data(), kk_.data(), v_.data(), ws_);
         prepass.end(cost_prepass(s_.shape, c.d_ff, n));
       }
 
@@ -73,89 +102,84 @@ class CompNode {
       for (int a = 0; a < beta; ++a) {
         if (in_shard[a].empty()) continue;
         for (int b = 0; b < beta; ++b) {
-          std::vector<float>& buf = down[a * beta + b];
-          buf.resize(in_shard[a].size() * part_floats);
+          Payload& buf = down_[a * beta + b];
+          buf.resize(be_, t_, s_.attn_rank(a, b), in_shard[a].size() * part_floats);
           handles.push_back(t_.irecv({s_.attn_rank(a, b), t_.rank(), l,
-                                      {{CommKind::partial, in_shard[a], 4 * buf.size()}}},
-                                     buf.data()));
+                                      {{CommKind::partial, in_shard[a], buf.bytes()}}},
+                                     buf.for_recv()));
         }
       }
       // Then one up message per AttnNode (a, b): q rows in shard a, then k and v rows in shard b.
       Section pack(timer_, trace, SpanKind::pack, l);
       uint64_t packed = 0;
-      for (int a = 0; a < beta; ++a) {
-        for (int b = 0; b < beta; ++b) {
-          const std::vector<int>& qa = in_shard[a];
-          const std::vector<int>& kvb = in_shard[b];
-          std::vector<float>& buf = up[a * beta + b];
-          buf.resize(qa.size() * c.d_q() + 2 * kvb.size() * c.d_kv());
-          float* w = buf.data();
-          for (int p : qa) w = copy_row(w, q.data(), row_of[p], c.d_q());
-          for (int p : kvb) w = copy_row(w, kk.data(), row_of[p], c.d_kv());
-          for (int p : kvb) w = copy_row(w, vv.data(), row_of[p], c.d_kv());
-          packed += 4 * buf.size();
-        }
-      }
-      pack.end(cost_copy(packed));
       std::vector<Outgoing> out;
       for (int a = 0; a < beta; ++a) {
         for (int b = 0; b < beta; ++b) {
           const std::vector<int>& qa = in_shard[a];
           const std::vector<int>& kvb = in_shard[b];
           if (qa.empty() && kvb.empty()) continue;
+          Payload& buf = up_[a * beta + b];
+          buf.resize(be_, t_, s_.attn_rank(a, b), qa.size() * c.d_q() + 2 * kvb.size() * c.d_kv());
+          gather(v_, b, c.d_kv(), gather(kk_, b, c.d_kv(), gather(q_, a, c.d_q(), buf.data())));
+          packed += buf.bytes();
           out.push_back({{t_.rank(), s_.attn_rank(a, b), l,
                           {{CommKind::q, {qa.begin(), qa.end()}, 4ull * qa.size() * c.d_q()},
                            {CommKind::kv, {kvb.begin(), kvb.end()}, 8ull * kvb.size() * c.d_kv()}}},
-                         up[a * beta + b].data()});
+                         buf.for_send()});
         }
       }
-      inject_faults(l, out, h.data(), row_of);
+      pack.end(cost_copy(packed));
+      inject_faults(l, out, row_of);
       for (const Outgoing& o : out) handles.push_back(t_.isend(o.msg, o.payload));
       t_.wait_all(handles);
 
-      // Scatter the partials to (b, row, head) and merge them.
+      // The partials side by side (grouped order) and merged; then back to own order.
       Section merge(timer_, trace, SpanKind::merge, l);
       for (int a = 0; a < beta; ++a) {
-        const std::vector<int>& rows = in_shard[a];
-        const size_t nr = rows.size();
+        const size_t nr = in_shard[a].size();
         for (int b = 0; b < beta && nr; ++b) {
-          const float* pm = down[a * beta + b].data();      // (nr, n_h)
-          const float* pe = pm + nr * c.n_head;             // (nr, n_h)
-          const float* pu = pe + nr * c.n_head;             // (nr, n_h, d_h)
-          for (size_t i = 0; i < nr; ++i) {
-            const size_t r = row_of[rows[i]];
-            std::memcpy(&M[b * nh + r * c.n_head], pm + i * c.n_head, 4 * c.n_head);
-            std::memcpy(&E[b * nh + r * c.n_head], pe + i * c.n_head, 4 * c.n_head);
-            std::memcpy(&U[(b * nh + r * c.n_head) * c.d_head], pu + i * c.n_head * c.d_head,
-                        4 * c.n_head * c.d_head);
-          }
+          Payload& got = down_[a * beta + b];
+          got.received();
+          const float* pm = got.data();           // (nr, n_h)
+          const float* pe = pm + nr * c.n_head;   // (nr, n_h)
+          const float* pu = pe + nr * c.n_head;   // (nr, n_h, d_h)
+          const size_t at = b * nh + (size_t)off[a] * c.n_head;
+          be_.copy(M_.data() + at, pm, 4 * nr * c.n_head);
+          be_.copy(E_.data() + at, pe, 4 * nr * c.n_head);
+          be_.copy(U_.data() + at * c.d_head, pu, 4 * nr * c.n_head * c.d_head);
         }
       }
-      be_.merge_partials(M.data(), E.data(), U.data(), beta, n, c.n_head, c.d_head, o.data());
+      be_.merge_partials(M_.data(), E_.data(), U_.data(), beta, n, c.n_head, c.d_head, o_grouped_.data());
+      be_.gather_rows(o_grouped_.data(), place_.data(), n, c.d_q(), o_.data());
       merge.end(cost_merge(s_.shape, n, beta));
       Section postpass(timer_, trace, SpanKind::postpass, l);
-      layer_postpass(be_, m_, l, h.data(), o.data(), n, ws_);
+      layer_postpass(be_, m_, l, h_.data(), o_.data(), n, ws_);
       postpass.end(cost_postpass(s_.shape, c.d_ff, n));
     }
 
     if (c.encoder()) {  // an encoder's output: the last hidden rows of every own position
-      t_.send({t_.rank(), 0, -1, {{CommKind::hidden, own, 4ull * n * c.d_model}}}, h.data());
+      Payload& hid = final_;
+      hid.resize(be_, t_, 0, (size_t)n * c.d_model);
+      be_.copy(hid.data(), h_.data(), hid.bytes());
+      t_.send({t_.rank(), 0, -1, {{CommKind::hidden, own, hid.bytes()}}}, hid.for_send());
       return;
     }
     // The owner of the step's last position sends the final row to the client: its hidden
     // row (--lm-head client: the client applies the LM head, so we never learn the next
     // token), or the logits (--lm-head comp).
     if (s_.comp[step.last()] == k_) {
-      const float* last = h.data() + (size_t)row_of[step.last()] * c.d_model;  // (d)
+      const float* last = h_.data() + (size_t)row_of[step.last()] * c.d_model;  // (d)
+      Payload& row = final_;
       if (s_.lm_head == LmHead::client) {
-        t_.send({t_.rank(), 0, -1, {{CommKind::hidden, {step.last()}, 4ull * c.d_model}}}, last);
+        row.resize(be_, t_, 0, c.d_model);
+        be_.copy(row.data(), last, row.bytes());
+        t_.send({t_.rank(), 0, -1, {{CommKind::hidden, {step.last()}, row.bytes()}}}, row.for_send());
       } else {
-        std::vector<float> logits(c.n_vocab);
+        row.resize(be_, t_, 0, c.n_vocab);
         Section head(timer_, trace, SpanKind::lm_head, -1);
-        final_logits(be_, m_, last, 1, logits.data());
+        final_logits(be_, m_, last, 1, row.data());
         head.end(cost_lm_head(s_.shape, 1));
-        t_.send({t_.rank(), 0, -1, {{CommKind::logits, {step.last()}, 4ull * c.n_vocab}}},
-                logits.data());
+        t_.send({t_.rank(), 0, -1, {{CommKind::logits, {step.last()}, row.bytes()}}}, row.for_send());
       }
     }
   }
@@ -166,7 +190,7 @@ class CompNode {
   };
 
   // Test-only faults (fault.h) on this layer's up messages.
-  void inject_faults(int layer, std::vector<Outgoing>& out, const float* h, const std::vector<int>& row_of) {
+  void inject_faults(int layer, std::vector<Outgoing>& out, const std::vector<int>& row_of) {
     if (out.empty()) return;
     if (fault_.is(Fault::Kind::misroute, t_.rank(), layer)) {
       // Swap the destinations of the messages to (a, b) and (a, b + 1 mod β).
@@ -182,21 +206,21 @@ class CompNode {
       }
     }
     if (fault_.is(Fault::Kind::leak, t_.rank(), layer)) {
-      // Append the hidden rows of the first message's positions to it.
+      // Append the hidden rows of the first message's positions to it (on the host: the
+      // payload is the CPU backend's buffer or the staged copy).
       Outgoing& o = out.front();
+      if (!be_.host_memory() && t_.device_payloads(o.msg.dst))
+        throw std::logic_error("the leak fault needs host payloads (a transport that stages them)");
+      const std::vector<float> h = h_.download();
       const MessagePart& first = o.msg.parts[o.msg.parts[0].positions.empty() ? 1 : 0];
       const int d = m_.cfg.d_model;
       const float* base = static_cast<const float*>(o.payload);
       leak_.assign(base, base + o.msg.payload_bytes() / 4);
-      for (int p : first.positions) leak_.insert(leak_.end(), h + (size_t)row_of[p] * d, h + (size_t)(row_of[p] + 1) * d);
+      for (int p : first.positions)
+        leak_.insert(leak_.end(), h.begin() + (size_t)row_of[p] * d, h.begin() + (size_t)(row_of[p] + 1) * d);
       o.msg.parts.push_back({CommKind::hidden, first.positions, 4ull * d * first.positions.size()});
       o.payload = leak_.data();
     }
-  }
-
-  static float* copy_row(float* dst, const float* src, int row, int width) {
-    std::memcpy(dst, src + (size_t)row * width, sizeof(float) * width);
-    return dst + width;
   }
 
   Transport& t_;
@@ -207,6 +231,11 @@ class CompNode {
   std::vector<float> leak_;  // payload of a leaking message (fault injection)
   int k_;
   ComputeTimer timer_;
+  // A step's buffers, in the backend's memory (device-resident on a GPU), reused across steps.
+  DeviceBuffer<int32_t> pos_, grouped_, place_;
+  DeviceBuffer<float> h_, q_, kk_, v_, o_, o_grouped_, M_, E_, U_;
+  std::vector<Payload> up_, down_;  // per AttnNode (a, b), index a·β + b
+  Payload final_;                   // the row (or rows) for the client
   LayerScratch ws_;
 };
 

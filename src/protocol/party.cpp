@@ -9,6 +9,8 @@
 #include <string>
 
 #include "cascade/backend.h"
+#include "cascade/device_link.h"
+#include "cascade/device_model.h"
 #include "cascade/protocol.h"
 #include "cascade/trace.h"
 #include "cascade/view.h"
@@ -115,6 +117,11 @@ uint64_t total_bytes(const ByteCounts& c) {
 CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
   CascadeReport rep;
   auto be = make_cpu_backend();
+  // The link (if any) uses the backend: it leaves the transport before the backend goes.
+  struct DropLink {
+    Transport& t;
+    ~DropLink() { t.set_device_link(nullptr); }
+  } drop_link{t};
   PartyStats mine;
   std::chrono::steady_clock::time_point t_start;
   double wait_at_start = 0.0;
@@ -172,11 +179,14 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     if (!receive_schedule(t, rep.schedule)) return rep;
     know_schedule(rep.schedule);
     const RankRole role = rep.schedule.role_of_rank(t.rank());
+    if (setup.backend) be = setup.backend();
+    if (setup.link) t.set_device_link(setup.link(*be));
     if (role.kind == RankRole::comp) {
-      const Model& model = setup.model();
-      be->prepare_weights(model, setup.precision, {});
+      // The weights in the backend's memory (uploaded once for a device), prepared there.
+      const DeviceModel model(*be, setup.model());
+      be->prepare_weights(model.model(), setup.precision, {});
       ready();
-      mine = run_comp_node(t, rep.schedule, model, *be, setup.fault);
+      mine = run_comp_node(t, rep.schedule, model.model(), *be, setup.fault);
     } else {
       ready();
       mine = run_attn_node(t, rep.schedule, *be, setup.fault);

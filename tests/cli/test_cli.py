@@ -322,6 +322,30 @@ class Cli(unittest.TestCase):
         self.assertGreater(ref["max_rel_err"], 1e-5, ref)
         self.assertLess(ref["max_rel_err"], 5e-2, ref)
 
+    def test_backend_and_transport_errors(self):
+        # NCCL moves device buffers: refused on the CPU backend by the client, before anything runs.
+        rc, out = mpirun(3, "-m", "synthetic:tiny", "--alpha", "1", "--beta", "1", "--insecure", "-n", "2",
+                         "--transport", "nccl")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("--transport nccl moves payloads GPU to GPU: it needs --backend cuda", out)
+        rc, out = mpirun(3, "-m", "synthetic:tiny", "--alpha", "1", "--beta", "1", "--insecure", "-n", "2",
+                         "--transport", "tcp")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("--transport", out)
+        rc, out = run([CASCADE, "generate", "-m", "synthetic:tiny", "-n", "2", "--backend", "tpu"])
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("--backend", out)
+        if os.path.exists("/dev/nvidia0"):
+            self.skipTest("a GPU is present: the no-device errors below cannot happen here")
+        # No GPU: every party says so and the run ends non-zero, naming the party.
+        rc, out = mpirun(3, "-m", "synthetic:tiny", "--alpha", "1", "--beta", "1", "--insecure", "-n", "2",
+                         "--backend", "cuda")
+        self.assertNotEqual(rc, 0, out)
+        self.assertRegex(out, r"rank \d \((CompNode 0|AttnNode \(0,0\))\): error: CUDA backend: (no CUDA device|this build has no CUDA)")
+        rc, out = run([CASCADE, "generate", "-m", "synthetic:tiny", "-n", "2", "--backend", "cuda"])
+        self.assertNotEqual(rc, 0, out)
+        self.assertRegex(out, r"error: CUDA backend: (no CUDA device|this build has no CUDA)")
+
     def test_threads_default_fits_the_node_and_oversubscribing_is_warned(self):
         rc, out = mpirun(7, *SMALL)  # 7 ranks on this machine's cores: one thread each, no warning
         self.assertEqual(rc, 0, out)

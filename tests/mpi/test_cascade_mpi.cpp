@@ -10,7 +10,7 @@
 //              and before sending; a violation throws, which aborts the test)
 // and prints "OK"/"NOT OK" per scenario and a closing "N passed, N failed" line.
 //
-//   mpirun -np 21 cascade_mpi_tests [--suite quick|full] [--filter SUBSTRING]
+//   mpirun -np 21 cascade_mpi_tests [--suite quick|full|device] [--filter SUBSTRING]
 #include <mpi.h>
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <stdexcept>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@
 #include "cascade/reference.h"
 #include "cascade/synthetic.h"
 #include "cascade/tokenizer.h"
+#include "emulated_backend.h"
+#include "host_link.h"
 #include "kernels/softmax.h"
 
 using namespace cascade;
@@ -49,6 +52,8 @@ struct Scenario {
   LmHead head;
   std::string model;  // "": the real model; else synthetic:NAME
   int layers;         // synthetic: the first L layers (0: all)
+  bool device = false;  // the CompNodes and AttnNodes on the emulated CUDA backend (device suite)
+  bool link = false;    // device: payloads between them on the emulated device link (NCCL's place)
   Scenario(std::string strategy_, int alpha_, int beta_, int c_, int delta_, uint64_t seed_, int prompt_,
            int n_generate_, AttnSharding sharding_ = AttnSharding::cluster, LmHead head_ = LmHead::client,
            std::string model_ = "", int layers_ = 0)
@@ -63,7 +68,7 @@ struct Scenario {
                   attn_sharding_name(sharding), alpha, beta, c, delta,
                   strategy == "random" ? (" seed=" + std::to_string(seed)).c_str() : "", prompt, n_generate,
                   lm_head_name(head), m.c_str());
-    return buf;
+    return buf + std::string(device ? " backend=cuda-emu" : "") + (link ? " transport=nccl-emu" : "");
   }
 };
 
@@ -177,8 +182,22 @@ class Harness {
         setup.client.model = &model(subj);
       }
       setup.model = [this, &subj]() -> const Model& { return model(subj); };
+      if (sc.device) setup.backend = cascade_test::make_emulated_cuda_backend;
+      MPI_Comm link_comm = MPI_COMM_NULL;
+      if (sc.link) {
+        MPI_Comm_dup(sub, &link_comm);
+        setup.link = [link_comm](Backend& be) { return cascade_test::make_host_link(be, link_comm); };
+      }
+      const long launches_before = cascade_test::emulator_launches();
+      const unsigned long long link_before = cascade_test::host_link_bytes_sent();
       const CascadeReport rep = run_cascade(*t, setup);
-      if (rank_ == 0) ok = check(subj, sc, rep);
+      // The kernels the parties ran on the emulator, and the bytes they sent on the link, summed.
+      long launches = cascade_test::emulator_launches() - launches_before, total = 0;
+      MPI_Reduce(&launches, &total, 1, MPI_LONG, MPI_SUM, 0, sub);
+      unsigned long long link = cascade_test::host_link_bytes_sent() - link_before, link_total = 0;
+      MPI_Reduce(&link, &link_total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, sub);
+      if (rank_ == 0) ok = check(subj, sc, rep, total, link_total);
+      if (link_comm != MPI_COMM_NULL) MPI_Comm_free(&link_comm);
       MPI_Comm_free(&sub);
     }
     MPI_Barrier(MPI_COMM_WORLD);
@@ -186,7 +205,8 @@ class Harness {
   }
 
  private:
-  bool check(Subject& subj, const Scenario& sc, const CascadeReport& rep) {
+  bool check(Subject& subj, const Scenario& sc, const CascadeReport& rep, long device_launches,
+             unsigned long long link_bytes) {
     const RefRun& ref = reference(subj, sc.prompt, sc.n_generate);
     const int n_vocab = subj.cfg.n_vocab;
     std::string why;
@@ -206,6 +226,16 @@ class Harness {
       if (worst > 1e-4) why += " logits rel err " + std::to_string(worst);
       if (rep.client.tokens != ref.tokens) why += " greedy tokens differ";
     }
+    if (sc.device && device_launches == 0) why += " no kernel ran on the emulated device";
+    if (!sc.device && device_launches != 0) why += " kernels ran on the emulated device";
+    // On the link: exactly the payloads between parties (q, kv, partials), as the transport
+    // counted them at the senders; none without it.
+    unsigned long long between_parties = 0;
+    for (const CommFlow& f : protocol_flows(to_flows(rep.sent)))
+      if (f.src != 0 && f.dst != 0 && f.kind != CommKind::header) between_parties += f.bytes;
+    if (link_bytes != (sc.link ? between_parties : 0))
+      why += " link carried " + std::to_string(link_bytes) + " bytes, parties' payloads " +
+             std::to_string(between_parties);
     // Bytes counted by every sender and every receiver, and predicted: all three equal.
     for (const std::string& d : byte_count_differences(rep)) why += " bytes: " + d + ";";
     uint64_t mb = 0;
@@ -256,6 +286,27 @@ std::vector<Scenario> quick_suite() {
   return v;
 }
 
+// The parties on the emulated CUDA backend (tests/emu): the kernels' own source, device-resident
+// buffers the host cannot read, payloads staged through the host for MPI. Every family, both
+// attention shardings, both LM-head placements, a CompNode without tokens; 8 ranks.
+std::vector<Scenario> device_suite() {
+  std::vector<Scenario> v = {
+      {"cdelta", 2, 2, 2, 0, 0, 2, 8, kCluster, kClient, "synthetic:tiny"},
+      {"cdelta", 3, 2, 4, 10, 0, 2, 8, kOffset, kComp, "synthetic:tiny"},
+      {"cdelta", 3, 2, 8, 0, 0, 1, 4, kCluster, kClient, "synthetic:tiny"},  // N = 6 < δ: idle CompNodes
+      {"random", 3, 2, 1, 0, 7, 2, 4, kCluster, kComp, "synthetic:gpt2-tiny"},
+      {"cdelta", 3, 2, 4, 10, 0, 3, 1, kOffset, kClient, "synthetic:bert-tiny"},
+  };
+  for (Scenario& s : v) s.device = true;
+  // The same on the emulated device link: headers over MPI, payloads device to device.
+  const size_t staged = v.size();
+  for (size_t i = 0; i < staged; ++i) {
+    v.push_back(v[i]);
+    v.back().link = true;
+  }
+  return v;
+}
+
 // α ∈ {1,2,3,4} × c ∈ {1,2,4,8} × β ∈ {1,2,4}, under both attention shardings where the rule
 // allows (cluster: β ≤ α; offset: β ≤ c), on three prompts; the baselines under both; and
 // every (α, β) of the grid once more with the LM head at the CompNode.
@@ -293,7 +344,8 @@ int main(int argc, char** argv) {
   int passed = 0, failed = 0, skipped = 0;
   try {
     Harness h(rank);
-    const std::vector<Scenario> all = suite == "full" ? full_suite() : quick_suite();
+    if (suite != "quick" && suite != "full" && suite != "device") throw std::invalid_argument("unknown suite " + suite);
+    const std::vector<Scenario> all = suite == "full" ? full_suite() : suite == "device" ? device_suite() : quick_suite();
     for (const Scenario& sc : all) {
       if (!filter.empty() && sc.name().find(filter) == std::string::npos) continue;
       if (1 + sc.alpha + sc.beta * sc.beta > world) {

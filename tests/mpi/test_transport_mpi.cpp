@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "cascade/backend.h"
 #include "cascade/mpi_transport.h"
+#include "host_link.h"
 
 using namespace cascade;
 
@@ -255,6 +257,102 @@ std::string case_receive_timeout(Transport& t, MPI_Comm comm) {
   return "";
 }
 
+// A device link (the host-staged test link, tests/emu/host_link.h) between ranks 1 and 2 on CPU
+// backends, for the duration of `body`; rank 0 is off the link, as the client is.
+std::string with_link(Transport& t, MPI_Comm comm, const std::function<std::string()>& body) {
+  auto be = make_cpu_backend();
+  MPI_Comm link_comm;
+  MPI_Comm_dup(comm, &link_comm);
+  if (t.rank() != 0) t.set_device_link(cascade_test::make_host_link(*be, link_comm));
+  std::string why;
+  try {
+    why = body();
+  } catch (const std::exception& e) {
+    why = std::string("error: ") + e.what();
+  }
+  t.set_device_link(nullptr);
+  MPI_Barrier(comm);
+  MPI_Comm_free(&link_comm);
+  return why;
+}
+
+// Between ranks on the link the payloads take it and only headers use MPI: the content arrives,
+// the link carries exactly the payload bytes, the counts of both ends agree, and the name says
+// the link. Rank 0 is not on it: its messages still go whole over MPI.
+std::string case_link(Transport& t, MPI_Comm comm) {
+  std::string why = with_link(t, comm, [&]() -> std::string {
+    const unsigned long long link0 = cascade_test::host_link_bytes_sent();
+    uint64_t payloads = 0;
+    if (t.rank() == 1) {
+      if (!t.device_payloads(2) || t.device_payloads(0)) return "device_payloads: wrong peers";
+      if (t.name() != "nccl-emu") return "name " + t.name();
+      std::vector<std::vector<uint8_t>> p;
+      std::vector<Transport::Handle> h;
+      for (size_t i = 0; i < std::size(kSizes); ++i) {
+        p.push_back(payload_of(kSizes[i], 300 + i));
+        h.push_back(t.isend({1, 2, 2, {{CommKind::q, {(int)i}, kSizes[i]}}}, p.back().data()));
+        payloads += kSizes[i];
+      }
+      const std::vector<uint8_t> to0 = payload_of(500, 9);
+      h.push_back(t.isend({1, 0, 1, {{CommKind::partial, {1}, 500}}}, to0.data()));
+      t.wait_all(h);
+      if (cascade_test::host_link_bytes_sent() - link0 != payloads)
+        return "the link carried " + std::to_string(cascade_test::host_link_bytes_sent() - link0) + " bytes, not " +
+               std::to_string(payloads);
+    } else if (t.rank() == 2) {
+      std::vector<std::vector<uint8_t>> got;
+      for (uint64_t n : kSizes) got.emplace_back(n);
+      std::vector<Transport::Handle> h;
+      for (size_t i = 0; i < got.size(); ++i)
+        h.push_back(t.irecv({1, 2, 2, {{CommKind::q, {(int)i}, kSizes[i]}}}, got[i].data()));
+      t.wait_all(h);
+      for (size_t i = 0; i < got.size(); ++i)
+        if (std::string w = check_payload(got[i], 300 + i); !w.empty()) return w;
+    } else {
+      std::vector<uint8_t> buf(500);
+      t.recv({1, 0, 1, {{CommKind::partial, {1}, 500}}}, buf.data());
+      return check_payload(buf, 9);
+    }
+    return "";
+  });
+  const std::string counts = check_sent_is_received(t, comm);
+  return why.empty() ? counts : why;
+}
+
+// A link writes the parts where the sender put them, so another part order than expected is
+// refused (MPI alone reorders them: case_part_order); and a sender that posts a message but never
+// waits (its payload never issued to the link) is a timeout naming it.
+std::string case_link_refusals(Transport& t, MPI_Comm comm) {
+  return with_link(t, comm, [&]() -> std::string {
+    t.set_timeout(1);
+    const std::vector<uint8_t> q = payload_of(24, 1), kv = payload_of(40, 2);
+    if (t.rank() == 1) {
+      std::vector<uint8_t> buf(kv);
+      buf.insert(buf.end(), q.begin(), q.end());
+      std::vector<Transport::Handle> h{t.isend({1, 2, 5, {{CommKind::kv, {3, 5}, 40}, {CommKind::q, {2}, 24}}}, buf.data())};
+      try {
+        t.wait_all(h);  // the link's send may stay unmatched: the receiver refuses the header
+      } catch (const TransportError&) {
+      }
+      h = {t.isend({1, 2, 6, {{CommKind::q, {2}, 24}}}, q.data())};  // and never waited for
+      MPI_Barrier(comm);
+    } else if (t.rank() == 2) {
+      std::vector<uint8_t> buf(64);
+      std::string why = expect_error(
+          [&] { t.recv({1, 2, 5, {{CommKind::q, {2}, 24}, {CommKind::kv, {3, 5}, 40}}}, buf.data()); },
+          {"unexpected content from rank 1 (party 1) at layer 5 (q)", "a device link cannot reorder them"});
+      if (why.empty())
+        why = expect_error([&] { t.recv({1, 2, 6, {{CommKind::q, {2}, 24}}}, buf.data()); },
+                           {"timed out after 1 s waiting for q from rank 1 (party 1) at layer 6"});
+      MPI_Barrier(comm);
+      return why;
+    } else {
+      MPI_Barrier(comm);
+    }
+    return "";
+  });
+}
+
 // One message of 2^31 + 100 payload bytes with the default 1 GiB pieces.
 std::string case_large(Transport& t, MPI_Comm comm) {
   const uint64_t n = (1ull << 31) + 100;
@@ -293,7 +391,9 @@ int main(int argc, char** argv) {
              {"recv_any", case_recv_any},
              {"barrier", case_barrier},
              {"barrier with a rank that never arrives", case_barrier_timeout},
-             {"receive timeouts and garbage", case_receive_timeout}};
+             {"receive timeouts and garbage", case_receive_timeout},
+             {"device link: payloads on it, headers on MPI", case_link},
+             {"device link: part order and a sender that never issues", case_link_refusals}};
   }
   const int need = large ? 2 : 3;
   if (world < need) {

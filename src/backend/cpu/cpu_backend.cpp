@@ -45,6 +45,10 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < count; ++i) y[i] += x[i];
   }
 
+  bool supports(Precision precision) const override {
+    return precision == Precision::f32 || cpu_has_bf16();
+  }
+
   void prepare_weights(const Model& model, Precision precision,
                        const WeightLoadOptions& opt) override {
     auto gemm = std::make_unique<PackedGemm>(precision);

@@ -1,4 +1,6 @@
-// CUDA backend: cuBLAS for GEMM (fp32 in, fp32 accumulate), kernels/cuda launchers for the rest.
+// CUDA backend: cuBLAS for GEMM (fp32 in, fp32 accumulate; or, once prepare_weights(bf16), bf16
+// weights and inputs with fp32 accumulation through cublasGemmEx), kernels/cuda launchers for
+// the rest.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -6,8 +8,10 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include "cascade/backend.h"
+#include "cascade/model.h"
 #include "kernels/cuda/launch.h"
 
 #define cudaCheck(call)                                                                   \
@@ -32,6 +36,9 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
     cudaCheck(cudaSetDevice(device));
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, device));
+    major_ = prop.major;
     cudaCheck(cudaStreamCreate(&stream_));
     cublasCheck(cublasCreate(&blas_));
     cublasCheck(cublasSetStream(blas_, stream_));
@@ -39,6 +46,8 @@ class CudaBackend final : public Backend {
     cublasCheck(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
   }
   ~CudaBackend() override {
+    for (auto& [w, b] : bf16_) cudaFree(b);
+    cudaFree(x_bf16_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -61,6 +70,7 @@ class CudaBackend final : public Backend {
     cudaCheck(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { cudaCheck(cudaStreamSynchronize(stream_)); }
+  void* native_stream() override { return stream_; }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
@@ -75,9 +85,61 @@ class CudaBackend final : public Backend {
     cudaCheck(cudaGetLastError());
   }
 
+  // bf16: every weight matrix of `model` (its pointers are device memory: device_model.h)
+  // rounded to bf16 once, on the device, as the CPU backend packs them (gemm_weights.h): per
+  // layer Q|K|V, output, gate|up (or up) and down, and a decoder's LM head. The fp32 copies stay
+  // (the embedding reads the token rows).
+  bool supports(Precision precision) const override {
+    return precision == Precision::f32 || major_ >= 8;  // bf16 GEMMs: Ampere and later
+  }
+
+  void prepare_weights(const Model& model, Precision precision, const WeightLoadOptions&) override {
+    for (auto& [w, b] : bf16_) cudaFree(b);
+    bf16_.clear();
+    if (precision == Precision::f32) return;
+    if (!supports(precision))
+      throw std::runtime_error("the " + name() + " backend has no bf16 GEMMs: its GPU is of compute capability " +
+                               std::to_string(major_) + ".x, bf16 needs 8.0 or more (use --precision f32)");
+    const ModelConfig& c = model.cfg;
+    const size_t d = c.d_model, d_qkv = c.d_q() + 2 * c.d_kv();
+    auto convert = [&](const float* w, size_t n) {
+      if (!w || bf16_.count(w)) return;
+      uint16_t* b = nullptr;
+      cudaCheck(cudaMalloc(&b, n * sizeof(uint16_t)));
+      bf16_[w] = b;
+      cuda::to_bf16(w, b, n, stream_);
+      cudaCheck(cudaGetLastError());
+    };
+    for (const LayerWeights& l : model.layers) {
+      convert(l.wqkv, d_qkv * d);
+      convert(l.wo, d * c.d_q());
+      convert(l.w_gate_up, 2 * (size_t)c.d_ff * d);
+      convert(l.w_up, (size_t)c.d_ff * d);
+      convert(l.w_down, d * c.d_ff);
+    }
+    if (!c.encoder()) convert(model.lm_head(), (size_t)c.n_vocab * d);
+    cudaCheck(cudaStreamSynchronize(stream_));
+  }
+
   void matmul_wt(const float* x, const float* w, float* y, int n, int in, int out,
                  bool accumulate) override {
     if (n == 0) return;
+    const auto b = bf16_.find(w);
+    if (b != bf16_.end()) {  // bf16 weights and inputs, fp32 accumulation and output
+      const size_t count = (size_t)n * in;
+      if (count > x_bf16_cap_) {
+        cudaFree(x_bf16_);
+        cudaCheck(cudaMalloc(&x_bf16_, count * sizeof(uint16_t)));
+        x_bf16_cap_ = count;
+      }
+      cuda::to_bf16(x, x_bf16_, count, stream_);
+      cudaCheck(cudaGetLastError());
+      const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+      cublasCheck(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, b->second, CUDA_R_16BF, in,
+                               x_bf16_, CUDA_R_16BF, in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     // Row-major y(n,out) = x(n,in)·w(out,in)ᵀ is column-major yᵀ(out,n) = w·xᵀ:
     // A = w seen column-major as (in,out) → op T; B = x seen as (in,n) → op N.
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -126,8 +188,12 @@ class CudaBackend final : public Backend {
 
  private:
   int device_;
+  int major_ = 0;  // compute capability
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  std::unordered_map<const float*, uint16_t*> bf16_;  // fp32 weight matrix → its bf16 copy
+  uint16_t* x_bf16_ = nullptr;                        // the GEMM input rounded to bf16
+  size_t x_bf16_cap_ = 0;
 };
 
 }  // namespace
