@@ -65,10 +65,10 @@ void add_generate_options(CLI::App* sub, GenerateOptions& o) {
   sub->add_option("--seed", o.sampler.seed, "Sampling seed")->capture_default_str();
   sub->add_option("-t,--threads", o.threads, "CPU threads (generate: OpenMP defaults; run: per rank, the CPUs it may use over the ranks on its node)")->check(CLI::NonNegativeNumber);
   sub->add_option("--precision", o.precision,
-                  "Weight GEMMs: f32 (exact; the default) or bf16 (bf16 weights and inputs, fp32 "
+                  "Weight GEMMs: f32 (or fp32: exact; the default) or bf16 (bf16 weights and inputs, fp32 "
                   "accumulation and everything else fp32; on the CPU it needs AVX512_BF16 or AMX, on CUDA sm_80 or newer)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "bf16"}));
+      ->check(CLI::IsMember({"f32", "fp32", "bf16"}));
   sub->add_option("--backend", o.backend,
                   "Where the math runs: cpu, or cuda (an NVIDIA GPU; under `run` the CompNodes and AttnNodes, each "
                   "on its node-local rank's GPU, while the client stays on the CPU)")

@@ -72,6 +72,7 @@ void summary(const TraceOptions& o) {
                         {"attn_sharding", attn_sharding_name(s.attn_sharding)},
                         {"lm_head", lm_head_name(s.lm_head)}, {"n_prompt", s.n_prompt},
                         {"n_generated", m.n_generated}, {"world_size", m.world_size},
+                        {"backend", m.backend}, {"transport", m.transport},
                         {"prefill_s", steps.count(0) ? steps.at(0) : 0.0}, {"decode_steps", n_decode},
                         {"decode_s", decode}, {"parties", parties}};
     std::printf("%s\n", j.dump(2).c_str());
@@ -83,6 +84,7 @@ void summary(const TraceOptions& o) {
               m.start_time.c_str(), m.git_commit.c_str(), m.model_name.c_str(), m.model_source.c_str(),
               s.strategy.c_str(), s.alpha, s.beta, s.c, s.delta, attn_sharding_name(s.attn_sharding),
               lm_head_name(s.lm_head), m.world_size, s.n_prompt, m.n_generated);
+  std::printf("  backend %s, transport %s\n", m.backend.c_str(), m.transport.c_str());
   std::printf("  command: %s\n", m.command_line.c_str());
   if (steps.count(0))
     std::printf("  prefill %.3f s; %d decode steps %.3f s (mean %.4f s), at the client\n", steps.at(0), n_decode,

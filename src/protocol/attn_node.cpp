@@ -3,7 +3,6 @@
 // (m, e, u) of that CompNode's query rows. The cache and every tensor stay in the backend's
 // memory; only message payloads are staged through the host when the transport needs it.
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #include "cascade/backend.h"

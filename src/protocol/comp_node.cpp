@@ -1,7 +1,6 @@
 // CompNode k: holds the weights and, per step, only the hidden rows of its own positions. Every
 // tensor lives in the backend's memory (the model: device_model.h); only message payloads are
 // staged through the host when the transport needs it (payload.h).
-#include <cstring>
 #include <stdexcept>
 
 #include "cascade/backend.h"
