@@ -664,7 +664,7 @@ TEST(GgufErrors, MissingFile) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos);
   }
-  EXPECT_THROW(GgufFile(::testing::TempDir()), GgufError);  // a directory
+  EXPECT_THROW(GgufFile{::testing::TempDir()}, GgufError);  // a directory
 }
 
 }  // namespace

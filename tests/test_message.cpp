@@ -140,6 +140,19 @@ TEST(Message, EveryTruncationFails) {
   expect_decode_error(longer, "follow the header");
 }
 
+// Found by fuzz_wire (fuzz/corpus/wire/regress-crash-c712e8d1…): a part with no positions and
+// 0 bytes decoded, though encoding drops such parts, so that the message re-encoded to other
+// bytes. The decoder now refuses it: one encoding per message.
+TEST(Message, AnEmptyPartOnTheWireIsRefused) {
+  const Message m{1, 3, 0, {{CommKind::tokens, {3}, 4}}};
+  std::vector<uint8_t> wire = encode_message(m, "abcd");
+  // The same message with a second part: kind 0 (schedule), no positions, 0 bytes.
+  wire[8] = 2;
+  const std::vector<uint8_t> empty_part = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  wire.insert(wire.begin() + 12 + 16 + 4, empty_part.begin(), empty_part.end());
+  expect_decode_error(wire, "part 1 of 2 (schedule) carries nothing (no positions, 0 bytes)");
+}
+
 TEST(Message, BadMagic) {
   std::vector<uint8_t> wire = encode_message({0, 1, -1, {{CommKind::tokens, {3}, 4}}}, "abcd");
   wire[2] = 'X';

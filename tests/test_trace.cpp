@@ -243,3 +243,38 @@ TEST(Trace, SpanCostsFromShapes) {
   EXPECT_TRUE(is_compute(SpanKind::attention));
   EXPECT_FALSE(is_compute(SpanKind::wait));
 }
+
+namespace {
+
+// Found by fuzz_trace (fuzz/corpus/trace/regress-hdf5-segv): a damaged trace on which HDF5 1.10
+// itself crashes (SEGV inside libhdf5). read_trace reads it in a child process first, so the
+// caller gets an error naming the file instead of a crash.
+TEST(TraceFile, AFileThatCrashesHdf5IsRefusedNotFatal) {
+  const std::string path = std::string(CASCADE_SOURCE_DIR) + "/fuzz/corpus/trace/regress-hdf5-segv";
+  try {
+    (void)cascade::read_trace(path);
+    FAIL() << "read";
+  } catch (const cascade::TraceFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("the HDF5 library crashed reading it"), std::string::npos) << e.what();
+  }
+}
+
+// A reader that never finishes (HDF5 looping on a damaged file; here a FIFO nobody writes, on
+// which the open blocks) is killed at the deadline and the file refused.
+TEST(TraceFile, AReaderThatNeverFinishesIsStopped) {
+  const std::string fifo = ::testing::TempDir() + "cascade_trace_fifo.h5";
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ::setenv("CASCADE_TRACE_READ_TIMEOUT", "1", 1);
+  try {
+    (void)cascade::read_trace(fifo);
+    ADD_FAILURE() << "read";
+  } catch (const cascade::TraceFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("reading it took more than 1 s in a child process"), std::string::npos)
+        << e.what();
+  }
+  ::unsetenv("CASCADE_TRACE_READ_TIMEOUT");
+  ::unlink(fifo.c_str());
+}
+
+}  // namespace

@@ -114,7 +114,14 @@ class Transport {
   void set_max_chunk_bytes(uint64_t bytes);
   uint64_t max_chunk_bytes() const { return max_chunk_bytes_; }
 
-  // Header bytes are counted under CommKind::header.
+  // Header bytes are counted under CommKind::header. reset_counts() starts them, the messages
+  // sent and the wait time again from zero (each run of a series: cascade run --prompts).
+  void reset_counts() {
+    sent_.clear();
+    received_.clear();
+    messages_sent_ = 0;
+    wait_s_ = 0.0;
+  }
   const ByteCounts& sent() const { return sent_; }
   const ByteCounts& received() const { return received_; }
   uint64_t messages_sent() const { return messages_sent_; }

@@ -170,7 +170,9 @@ void Continuations::run_chunk(const Batch& b, int b0, int nb, int blocks, bool p
         const int s = r / t, g = hd / group;
         const float* qr = q.data() + (size_t)r * dq + (size_t)hd * dh;
         float m[2], e[2], u[2 * 256];
-        kernels::partial_attention_row(qr, pk + g * dh, pv + g * dh, ppos.data(), n_past_, dkv,
+        // No prefix yet: no prefix pointers either (arithmetic on a null pointer is undefined).
+        kernels::partial_attention_row(qr, n_past_ ? pk + g * dh : nullptr, n_past_ ? pv + g * dh : nullptr,
+                                       ppos.data(), n_past_, dkv,
                                        dh, pos[r], false, scale, &m[0], &e[0], u);
         const float* ks = sk.data() + (size_t)s * slen * dkv + g * dh;
         const float* vs = sv.data() + (size_t)s * slen * dkv + g * dh;

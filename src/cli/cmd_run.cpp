@@ -43,6 +43,7 @@ struct RunOptions {
   bool trace_views = false;
   bool force = false;
   std::string transport = "mpi";  // --transport: mpi, or nccl (payloads GPU to GPU)
+  std::string prompts;            // --prompts FILE: serve mode, one prompt per JSON line
 };
 
 // The single-process reference on the same prompt and tokens, single-threaded, for the
@@ -83,9 +84,9 @@ struct MpiSession {
 };
 
 // Rank 0's set-up: tokenise, plan, check security. Throws on any bad input.
-void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel& lm,
-                    ExposureReport& exposure) {
-  setup.prompt = encode_prompt(lm, o.gen);
+void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel& lm, std::vector<int32_t> prompt,
+                    ExposureReport& exposure, bool warn = true) {
+  setup.prompt = std::move(prompt);
   ScheduleParams p = o.sched;
   p.n_prompt = (int)setup.prompt.size();
   const int n_generate = lm.cfg.encoder() ? 1 : o.gen.n_predict;  // an encoder: one pass
@@ -93,7 +94,7 @@ void plan_on_client(const RunOptions& o, CascadeSetup& setup, const LoadedModel&
   p.shape = lm.cfg.shape();
   setup.schedule = make_schedule(p);
   exposure = check_security(setup.schedule, o.rho, o.insecure);
-  if (!exposure.warnings.empty())
+  if (warn && !exposure.warnings.empty())
     std::fprintf(stderr,
                  "cascade: warning: %zu CompNode%s can read other CompNodes' tokens off %s layer-0 partials (the span "
                  "attack, README \"Attacks\"); cascade plan lists how many\n",
@@ -313,6 +314,108 @@ int party_threads(int requested, const NodePlace& place) {
   return requested;
 }
 
+// --prompts FILE (serve mode): one set of ranks runs many prompts back to back. Rank 0 reads
+// and plans every prompt first (a bad line refuses the whole file before any compute), then
+// runs them one after another, printing one JSON line per prompt; the other ranks serve run
+// after run (each a whole run_cascade: schedule, views, byte checks, reports) until rank 0 ends
+// the series with an empty schedule.
+int serve(const RunOptions& o, Transport& t, CascadeSetup& setup) {
+  const int rank = t.rank();
+  if (rank != 0) {
+    for (;;) {
+      CascadeReport rep;
+      try {
+        rep = run_cascade(t, setup);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "\ncascade run: %s: error: %s\n", t.peer_name(rank).c_str(), e.what());
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+      }
+      if (!rep.ran) return 0;  // the client ended the series (or refused to start it)
+    }
+  }
+  std::optional<LoadedModel> lm;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<Schedule> schedules;
+  ExposureReport exposure;
+  try {
+    for (const auto& [flag, given] : {std::pair{"--trace", !o.trace.empty()}, std::pair{"--logits-out", !o.gen.logits_out.empty()},
+                                      std::pair{"--hidden-out", !o.gen.hidden_out.empty()},
+                                      std::pair{"--compare-reference", o.compare_reference}})
+      if (given) throw std::invalid_argument(std::string(flag) + " is for one run, not for --prompts");
+    if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
+    if (setup.precision == Precision::bf16 && !cpu_has_bf16())
+      throw std::invalid_argument("--precision bf16 needs a CPU with AVX512_BF16 or AMX");
+    lm.emplace(load_model(resolve_model(o.gen.model)));
+    if (lm->cfg.encoder()) throw std::invalid_argument("--prompts serves decoders; " + lm->cfg.arch + " is an encoder");
+    std::ifstream in(o.prompts);
+    if (!in) throw std::invalid_argument("cannot read --prompts file '" + o.prompts + "'");
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = o.prompts + ":" + std::to_string(n);
+      std::vector<int32_t> ids = jsonl_prompt_ids(*lm, line, where);
+      if ((int)ids.size() + o.gen.n_predict > lm->cfg.n_ctx)
+        throw std::invalid_argument(where + ": prompt (" + std::to_string(ids.size()) + " tokens) plus " +
+                                    std::to_string(o.gen.n_predict) + " generated tokens exceeds the model context of " +
+                                    std::to_string(lm->cfg.n_ctx));
+      try {
+        plan_on_client(o, setup, *lm, ids, exposure, /*warn=*/prompts.empty());  // once, not per prompt
+        check_world_size(setup.schedule, t.size());
+      } catch (const std::exception& e) {
+        throw std::invalid_argument(where + ": " + e.what());
+      }
+      prompts.push_back(std::move(ids));
+      schedules.push_back(setup.schedule);
+    }
+    if (prompts.empty()) throw std::invalid_argument("--prompts file '" + o.prompts + "' holds no prompt");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cascade run: error: %s\n", e.what());
+    abort_run(t);
+    return 2;
+  }
+  std::fprintf(stderr, "cascade run: serving %zu prompts from %s on %d ranks\n", prompts.size(), o.prompts.c_str(), t.size());
+  const auto t_start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    plan_on_client(o, setup, *lm, prompts[i], exposure, false);  // the same schedule as planned above
+    setup.client.keep_logits = true;                       // their digest: compare with one-shot runs
+    const auto t0 = std::chrono::steady_clock::now();
+    CascadeReport rep;
+    try {
+      rep = run_cascade(t, setup);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "\ncascade run: %s: error: prompt %zu: %s\n", t.peer_name(rank).c_str(), i, e.what());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::vector<std::string> bytes = byte_count_differences(rep);
+    if (!bytes.empty()) {
+      std::fprintf(stderr, "cascade run: error: prompt %zu: the byte counts disagree: %s\n", i, bytes.front().c_str());
+      abort_run(t);
+      return 4;
+    }
+    std::string logits;
+    for (const std::vector<float>& row : rep.client.logits)
+      logits.append(reinterpret_cast<const char*>(row.data()), row.size() * sizeof(float));
+    nlohmann::json rss = nlohmann::json::array(), anon = nlohmann::json::array();
+    for (const PartyStats& st : rep.stats) {
+      rss.push_back(st.memory.rss_kb);
+      anon.push_back(st.memory.rss_anon_kb);
+    }
+    nlohmann::json j = {{"prompt", i}, {"prompt_tokens", prompts[i].size()}, {"tokens", rep.client.tokens},
+                        {"logits_sha256", to_hex(sha256_string(logits))}, {"wall_s", wall}, {"rss_kb", rss}, {"rss_anon_kb", anon}};
+    if (lm->tokenizer) j["text"] = lm->tokenizer->decode(rep.client.tokens);
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+    if ((i + 1) % 25 == 0 || i + 1 == prompts.size())
+      std::fprintf(stderr, "cascade run: %zu of %zu prompts done (%.1f s)\n", i + 1, prompts.size(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+  }
+  abort_run(t);  // the end of the series: an empty schedule releases every party
+  return 0;
+}
+
 int run(const RunOptions& o) {
   MpiSession mpi;
   const NodePlace place = node_place();
@@ -342,10 +445,11 @@ int run(const RunOptions& o) {
   const std::string start_time = utc_now();
   std::optional<LoadedModel> lm;  // rank 0: tokenizer, config, and the weights of the LM head
   std::optional<Model> model;     // CompNodes; AttnNodes never open the model
-  setup.model = [&]() -> const Model& {
-    model.emplace(Model::load(resolve_model(o.gen.model)));
+  setup.model = [&]() -> const Model& {  // once per process, however many runs it serves
+    if (!model) model.emplace(Model::load(resolve_model(o.gen.model)));
     return *model;
   };
+  if (!o.prompts.empty()) return serve(o, *t, setup);
 
   ExposureReport exposure;
   if (rank == 0) {
@@ -365,7 +469,7 @@ int run(const RunOptions& o) {
         if (!path.empty() && !std::ofstream(path, std::ios::app))
           throw std::invalid_argument(std::string("cannot write ") + flag + " file '" + path + "'");
       lm.emplace(load_model(resolve_model(o.gen.model)));
-      plan_on_client(o, setup, *lm, exposure);
+      plan_on_client(o, setup, *lm, encode_prompt(*lm, o.gen), exposure);
       check_world_size(setup.schedule, t->size());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "cascade run: error: %s\n", e.what());
@@ -474,6 +578,11 @@ void add_run_command(CLI::App& app) {
   sub->add_flag("--trace-views", o->trace_views,
                 "With --trace: also record the bytes of every message each party received (its view; large)");
   sub->add_flag("--force", o->force, "Overwrite an existing --trace file");
+  sub->add_option("--prompts", o->prompts,
+                  "Serve mode: run every prompt of this JSONL file (a JSON string, or an array of token ids, per line) "
+                  "back to back on the same ranks, one JSON line of results per prompt (tokens, logits digest, time, "
+                  "every rank's RSS)")
+      ->check(CLI::ExistingFile);
   sub->add_option("--transport", o->transport,
                   "How payloads between CompNodes and AttnNodes travel: mpi (host buffers; a GPU's are staged "
                   "through the host), or nccl (GPU to GPU; needs --backend cuda and one GPU per rank). Message "

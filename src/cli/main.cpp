@@ -1,8 +1,10 @@
 // `cascade`: one executable, one subcommand per task (see commands.h). Errors go to stderr
 // with a non-zero exit code.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -40,7 +42,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (quiet_rank() && e.get_exit_code() != 0) return e.get_exit_code();
+    if (quiet_rank() && e.get_exit_code() != 0) {
+      // mpirun tears the job down at the first non-zero exit, and rank 0's message may not be
+      // out yet: give it a moment (a test once saw the message lost).
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      return e.get_exit_code();
+    }
     return app.exit(e);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cascade: error: %s\n", e.what());

@@ -69,6 +69,10 @@ uint64_t read_header(const uint8_t* data, uint64_t size, Message& out) {
     if (n_pos > (size - at) / 4)
       fail(at - 12, part + " (" + comm_kind_name(p.kind) + ") declares " + std::to_string(n_pos) +
                         " positions but only " + std::to_string(size - at) + " bytes follow");
+    // Encoding drops empty parts, so one never travels: refusing it keeps one encoding per
+    // message (fuzz_wire found the decoder accepting what no sender writes).
+    if (n_pos == 0 && p.bytes == 0)
+      fail(at - kPartHeaderBytes, part + " (" + comm_kind_name(p.kind) + ") carries nothing (no positions, 0 bytes)");
     p.positions.resize(n_pos);
     for (uint32_t j = 0; j < n_pos; ++j, at += 4) p.positions[j] = (int32_t)get_u32(data + at);
   }

@@ -529,7 +529,7 @@ class MpiTransport final : public Transport {
     }
     uint8_t* out = static_cast<uint8_t*>(p.payload);
     for (size_t j = 0; j < p.given.size(); ++j) {
-      if (source[j] == got.parts.size()) continue;  // an empty part: nothing to copy
+      if (source[j] == got.parts.size() || p.given[j].bytes == 0) continue;  // nothing to copy (out may be null)
       std::memcpy(out, p.buf.data() + arrived_at[source[j]], p.given[j].bytes);
       out += p.given[j].bytes;
     }

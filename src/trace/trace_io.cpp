@@ -4,8 +4,15 @@
 
 #include <hdf5.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <csignal>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <thread>
+#include <chrono>
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -292,20 +299,26 @@ double attr_double(const File& f, hid_t obj, const std::string& name) {
   return v;
 }
 
+// No attribute of a trace has more elements than a world has ranks; a damaged file may claim
+// any number (fuzz_trace).
+constexpr hssize_t kMaxAttrElements = 1 << 20;
+
 std::vector<std::string> attr_strings(const File& f, hid_t obj, const std::string& name) {
   Handle a = open_attr(f, obj, name);
   Handle t(H5Aget_type(a), H5Tclose);
   if (H5Tget_class(t) != H5T_STRING || !H5Tis_variable_str(t)) f.fail("attribute " + name + " is not a string");
   Handle space(H5Aget_space(a), H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space);
+  if (n > kMaxAttrElements) f.fail("attribute " + name + " claims " + std::to_string(n) + " strings");
   std::vector<char*> p(n > 0 ? n : 1, nullptr);
   Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(mt, H5T_VARIABLE);
   H5Tset_cset(mt, H5T_CSET_UTF8);
-  f.check(H5Aread(a, mt, p.data()), "cannot read attribute " + name);
+  const herr_t read = H5Aread(a, mt, p.data());
   std::vector<std::string> out;
-  for (hssize_t i = 0; i < n; ++i) out.emplace_back(p[i] ? p[i] : "");
-  H5Dvlen_reclaim(mt, space, H5P_DEFAULT, p.data());
+  for (hssize_t i = 0; read >= 0 && i < n; ++i) out.emplace_back(p[i] ? p[i] : "");
+  H5Dvlen_reclaim(mt, space, H5P_DEFAULT, p.data());  // also what a failed read left (a leak, fuzz_trace)
+  f.check(read, "cannot read attribute " + name);
   return out;
 }
 
@@ -319,6 +332,7 @@ std::vector<int32_t> attr_ints(const File& f, hid_t obj, const std::string& name
   Handle a = open_attr(f, obj, name);
   Handle space(H5Aget_space(a), H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space);
+  if (n > kMaxAttrElements) f.fail("attribute " + name + " claims " + std::to_string(n) + " values");
   std::vector<int32_t> v(n > 0 ? n : 0);
   f.check(H5Aread(a, H5T_NATIVE_INT32, v.data()), "cannot read attribute " + name);
   return v;
@@ -359,7 +373,70 @@ void write_trace(const std::string& path, const Trace& t) {
     throw TraceFileError("cannot rename '" + tmp + "' to '" + path + "'");
 }
 
+namespace {
+Trace read_trace_unguarded(const std::string& path);
+}  // namespace
+
+extern "C" void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+// HDF5 itself can crash on a damaged file (fuzz_trace found a SEGV inside libhdf5 1.10, and
+// allocations of terabytes), and traces come from elsewhere: the file is first read in a child
+// process, and only if that child survives does this process read it. HDF5's parse is
+// deterministic, so the second read takes the same path. It costs one more read of the file.
 Trace read_trace(const std::string& path) {
+  constexpr int kRefused = 17;  // the child's exit when the reader threw (a clean refusal)
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) throw TraceFileError("trace file '" + path + "' not found");
+  std::fflush(nullptr);  // nothing buffered twice
+  const pid_t child = fork();
+  if (child == 0) {
+    // A crash ends the child at once, with the signal in its exit status: no handler inherited
+    // from the parent (a fuzzer's, a sanitizer's) gets to treat it as the parent's own crash.
+    struct sigaction die {};
+    die.sa_handler = [](int sig) { _exit(128 + sig); };
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &die, nullptr);
+    // Under a sanitizer, its report ends the child instead (exit 1); a fuzzer's death callback
+    // would save the input as the fuzzer's own crash. (Weak: absent outside sanitizer builds.)
+    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
+    int rc = 0;
+    try {
+      (void)read_trace_unguarded(path);
+    } catch (...) {
+      rc = kRefused;  // the parent's own read reports what is wrong
+    }
+    _exit(rc);
+  }
+  if (child > 0) {
+    // A child that never finishes (HDF5 looping on a damaged file) is killed at the deadline:
+    // $CASCADE_TRACE_READ_TIMEOUT seconds, default 600.
+    const char* env = std::getenv("CASCADE_TRACE_READ_TIMEOUT");
+    const double limit = env && std::atof(env) > 0 ? std::atof(env) : 600.0;
+    const auto t0 = std::chrono::steady_clock::now();
+    int status = 0;
+    for (;;) {
+      const pid_t done = waitpid(child, &status, WNOHANG);
+      if (done == child || (done < 0 && errno != EINTR)) break;
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > limit) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        throw TraceFileError("trace file '" + path + "': reading it took more than " + std::to_string((int)limit) +
+                             " s in a child process (the HDF5 library hung on it?); stopped");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    // Died of a signal (128 + its number), or any other exit (a sanitizer's report exits 1).
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != 0 && code != kRefused)
+      throw TraceFileError("trace file '" + path + "' is damaged: the HDF5 library crashed reading it (" +
+                           (code > 128 ? "signal " + std::to_string(code - 128) : "exit " + std::to_string(code)) +
+                           " in a child process)");
+  }  // fork failed: read it here, unguarded
+  return read_trace_unguarded(path);
+}
+
+namespace {
+
+Trace read_trace_unguarded(const std::string& path) {
   quiet_hdf5();
   struct stat info;
   if (stat(path.c_str(), &info) != 0) throw TraceFileError("trace file '" + path + "' not found");
@@ -478,5 +555,7 @@ Trace read_trace(const std::string& path) {
   }
   return t;
 }
+
+}  // namespace
 
 }  // namespace cascade

@@ -7,7 +7,9 @@ non-zero exit on every rank, and a dead or stuck peer ends the run (no hang).
 import array
 import json
 import os
+import shlex
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,8 @@ import unittest
 
 CASCADE = None
 MPIRUN = "mpirun"
+VENV_PYTHON = None  # a Python with h5py (optional third argument)
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1",
            OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
@@ -37,6 +41,39 @@ def mpirun_mpmd(*groups, timeout=240):
     for i, (np, args) in enumerate(groups):
         cmd += ([":"] if i else []) + ["-np", str(np), CASCADE, "run", *args]
     return run(cmd, timeout=timeout)
+
+
+def tiny_gguf(magic=b"GGUF", version=3, arch="llama", block_count=None, ttype=0, offset=0):
+    """A small GGUF built byte by byte: llama metadata, one f32 tensor; each argument damages it."""
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    def kv_u32(k, v):
+        return s(k) + struct.pack("<II", 4, v)
+
+    kvs = [s("general.architecture") + struct.pack("<I", 8) + s(arch),
+           block_count if block_count is not None else kv_u32(arch + ".block_count", 1),
+           kv_u32(arch + ".context_length", 64), kv_u32(arch + ".embedding_length", 8),
+           kv_u32(arch + ".feed_forward_length", 16), kv_u32(arch + ".attention.head_count", 2)]
+    info = s("token_embd.weight") + struct.pack("<IQQIQ", 2, 8, 4, ttype, offset)
+    head = magic + struct.pack("<IQQ", version, 1, len(kvs)) + b"".join(kvs) + info
+    head += b"\0" * (-len(head) % 32)
+    return head + b"\0" * (8 * 4 * 4)
+
+
+def bad_input_rows():
+    """The rows of README's bad-input table: (input, argv, message, exit code)."""
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = readme.split("### Bad input: message and exit code", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("| Bad input"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        what, cmd, msg, code = cells
+        rows.append((what, shlex.split(cmd.strip("`")), msg[1:-1], int(code)))
+    return rows
 
 
 def world_ranks_of(cmd_marker):
@@ -322,6 +359,74 @@ class Cli(unittest.TestCase):
         self.assertGreater(ref["max_rel_err"], 1e-5, ref)
         self.assertLess(ref["max_rel_err"], 5e-2, ref)
 
+    def test_bad_input_table(self):
+        """Runs every row of README's bad-input table in a folder holding the files it names."""
+        rows = bad_input_rows()
+        self.assertGreaterEqual(len(rows), 25)
+        with tempfile.TemporaryDirectory() as d:
+            files = {"bad-magic.gguf": tiny_gguf(magic=b"GGUX"), "version-4.gguf": tiny_gguf(version=4),
+                     "offset-past-eof.gguf": tiny_gguf(offset=1 << 20), "unknown-type.gguf": tiny_gguf(ttype=99),
+                     "wrong-type.gguf": tiny_gguf(block_count=struct.pack("<Q", 17) + b"llama.block_count" +
+                                                  struct.pack("<IQ", 8, 3) + b"one"),
+                     "mamba.gguf": tiny_gguf(arch="mamba"),
+                     "truncated.gguf": open(os.path.join(REPO, "data/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+                                            "rb").read(1000000)}
+            for name, data in files.items():
+                open(os.path.join(d, name), "wb").write(data)
+            rc, out = run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "3", CASCADE, "run", "-m",
+                           "synthetic:tiny", "--alpha", "1", "--beta", "1", "--insecure", "-n", "2", "--trace",
+                           os.path.join(d, "good.h5")])
+            self.assertEqual(rc, 0, out)
+            good = open(os.path.join(d, "good.h5"), "rb").read()
+            open(os.path.join(d, "truncated.h5"), "wb").write(good[:20000])
+            open(os.path.join(d, "corrupt.h5"), "wb").write(bytes((i * 7919 + 13) % 251 for i in range(4096)))
+            if VENV_PYTHON:  # another trace version: an attribute rewritten with h5py
+                open(os.path.join(d, "wrong-version.h5"), "wb").write(good)
+                subprocess.run([VENV_PYTHON, "-c", "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); "
+                                "f['meta'].attrs['trace_version'] = 99", os.path.join(d, "wrong-version.h5")],
+                               check=True)
+            for what, argv, msg, code in rows:
+                with self.subTest(what):
+                    if "wrong-version.h5" in argv and not VENV_PYTHON:
+                        self.skipTest("no Python with h5py given (third argument) to make another trace version")
+                    if argv[0] == "mpirun":
+                        argv = [MPIRUN, "--allow-run-as-root", "--oversubscribe"] + argv[1:]
+                    argv = [os.path.abspath(CASCADE) if a == "cascade" else a for a in argv]
+                    p = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=ENV, cwd=d)
+                    out = p.stdout + p.stderr
+                    self.assertEqual(p.returncode, code, out[-2000:])
+                    self.assertIn(msg, out)
+
+    def test_serve_mode_runs_every_prompt_as_a_one_shot_run_would(self):
+        # --prompts: one set of ranks, several prompts back to back; each result equals, bit for bit,
+        # the one-shot run of the same prompt (logits digest and tokens); a bad line refuses the
+        # whole file before any compute, naming file and line.
+        with tempfile.TemporaryDirectory() as d:
+            prompts = os.path.join(d, "p.jsonl")
+            with open(prompts, "w") as f:
+                for i in range(6):
+                    f.write(json.dumps([(7 * i + k) % 250 + 1 for k in range(5 + i)]) + "\n")
+            args = ["-m", "synthetic:tiny", "--alpha", "2", "--beta", "2", "--cluster", "2", "--insecure", "-n", "4"]
+            rc, out = mpirun(7, *args, "--prompts", prompts)
+            self.assertEqual(rc, 0, out)
+            lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+            self.assertEqual([l["prompt"] for l in lines], list(range(6)))
+            self.assertTrue(all(len(l["rss_kb"]) == 7 for l in lines))
+            for i in (0, 5):
+                ids = ",".join(str((7 * i + k) % 250 + 1) for k in range(5 + i))
+                logits = os.path.join(d, "one.f32")
+                rc, one = mpirun(7, *args, "--ids", ids, "--logits-out", logits, "--json")
+                self.assertEqual(rc, 0, one)
+                import hashlib
+                self.assertEqual(hashlib.sha256(open(logits, "rb").read()).hexdigest(), lines[i]["logits_sha256"], i)
+                self.assertEqual(first_json(one)["tokens"], lines[i]["tokens"])
+            with open(prompts, "a") as f:
+                f.write("[1, 2, 99999]\n")
+            rc, out = mpirun(7, *args, "--prompts", prompts)
+            self.assertEqual(rc, 2, out)
+            self.assertIn("p.jsonl:7: token id 99999 at position 2 is outside the vocabulary", out)
+            self.assertNotIn('"prompt"', out)
+
     def test_backend_and_transport_errors(self):
         # NCCL moves device buffers: refused on the CPU backend by the client, before anything runs.
         rc, out = mpirun(3, "-m", "synthetic:tiny", "--alpha", "1", "--beta", "1", "--insecure", "-n", "2",
@@ -594,4 +699,6 @@ if __name__ == "__main__":
     CASCADE = sys.argv[1]
     if len(sys.argv) > 2:
         MPIRUN = sys.argv[2]
+    if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
+        VENV_PYTHON = sys.argv[3]
     unittest.main(argv=[sys.argv[0], "-v"])
