@@ -8,7 +8,23 @@
 #include <cstdlib>
 #include <string>
 
+#include "cascade/model.h"
+#include "cascade/schedule.h"
+
 namespace cascade_fuzz {
+
+// The small real schedule the wire seeds carry and fuzz_wire audits against: α = 2, β = 2 on
+// synthetic:tiny, 12 prompt positions of 15.
+inline cascade::Schedule seed_schedule() {
+  cascade::ScheduleParams p;
+  p.alpha = 2;
+  p.beta = 2;
+  p.c = 2;
+  p.n_prompt = 12;
+  p.n_positions = 15;
+  p.shape = cascade::model_config(cascade::ModelSpec{"synthetic:tiny", 0}).shape();
+  return cascade::make_schedule(p);
+}
 
 // A file holding data[0, size) in /dev/shm (memory; a regular file, which HDF5 needs: it does
 // not open /proc/self/fd paths of a memfd), removed again at the end.

@@ -14,21 +14,13 @@
 #include "cascade/model.h"
 #include "cascade/trace.h"
 #include "cascade/view.h"
+#include "fuzz_util.h"
 
 namespace {
 
-// A small real schedule (α = 2, β = 2 on synthetic:tiny) for the view audit.
+// The seeds' schedule, for the view audit.
 const cascade::Schedule& schedule() {
-  static const cascade::Schedule s = [] {
-    cascade::ScheduleParams p;
-    p.alpha = 2;
-    p.beta = 2;
-    p.c = 2;
-    p.n_prompt = 12;
-    p.n_positions = 15;
-    p.shape = cascade::model_config(cascade::ModelSpec{"synthetic:tiny", 0}).shape();
-    return cascade::make_schedule(p);
-  }();
+  static const cascade::Schedule s = cascade_fuzz::seed_schedule();
   return s;
 }
 

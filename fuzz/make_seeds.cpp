@@ -15,6 +15,7 @@
 #include "cascade/model.h"
 #include "cascade/schedule.h"
 #include "cascade/trace.h"
+#include "fuzz_util.h"
 
 using namespace cascade;
 
@@ -77,14 +78,7 @@ int main(int argc, char** argv) {
   const std::vector<uint8_t> payload(3 * 4 * 8, 7);
   write(out + "/wire/message.bin",
         with_selector(0, encode_message({1, 3, 0, {{CommKind::q, {0, 5}, 64}, {CommKind::kv, {0}, 32}}}, payload.data())));
-  ScheduleParams p;
-  p.alpha = 2;
-  p.beta = 2;
-  p.c = 2;
-  p.n_prompt = 12;
-  p.n_positions = 15;
-  p.shape = model_config(ModelSpec{"synthetic:tiny", 0}).shape();
-  write(out + "/wire/schedule.bin", with_selector(1, serialize(make_schedule(p))));
+  write(out + "/wire/schedule.bin", with_selector(1, serialize(cascade_fuzz::seed_schedule())));
   RankTrace rt;
   rt.rank = 1;
   rt.party = "CompNode 0";

@@ -314,6 +314,19 @@ int party_threads(int requested, const NodePlace& place) {
   return requested;
 }
 
+// Rank 0's checks of the options that need no model (one run and --prompts alike); throws
+// std::invalid_argument.
+void check_client_options(const RunOptions& o, CascadeSetup& setup) {
+  if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
+  if (o.transport == "nccl" && o.gen.backend != "cuda")
+    throw std::invalid_argument("--transport nccl moves payloads GPU to GPU: it needs --backend cuda");
+  if (o.transport == "nccl" && !nccl_built())
+    throw std::invalid_argument("--transport nccl: this build has no NCCL (it was not found when configuring)");
+  if (setup.precision == Precision::bf16 && !cpu_has_bf16())
+    throw std::invalid_argument("--precision bf16 needs a CPU with AVX512_BF16 or AMX; oneDNN finds " +
+                                packed_gemm_isa() + " here");
+}
+
 // --prompts FILE (serve mode): one set of ranks runs many prompts back to back. Rank 0 reads
 // and plans every prompt first (a bad line refuses the whole file before any compute), then
 // runs them one after another, printing one JSON line per prompt; the other ranks serve run
@@ -343,9 +356,7 @@ int serve(const RunOptions& o, Transport& t, CascadeSetup& setup) {
                                       std::pair{"--hidden-out", !o.gen.hidden_out.empty()},
                                       std::pair{"--compare-reference", o.compare_reference}})
       if (given) throw std::invalid_argument(std::string(flag) + " is for one run, not for --prompts");
-    if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
-    if (setup.precision == Precision::bf16 && !cpu_has_bf16())
-      throw std::invalid_argument("--precision bf16 needs a CPU with AVX512_BF16 or AMX");
+    check_client_options(o, setup);
     lm.emplace(load_model(resolve_model(o.gen.model)));
     if (lm->cfg.encoder()) throw std::invalid_argument("--prompts serves decoders; " + lm->cfg.arch + " is an encoder");
     std::ifstream in(o.prompts);
@@ -449,19 +460,19 @@ int run(const RunOptions& o) {
     if (!model) model.emplace(Model::load(resolve_model(o.gen.model)));
     return *model;
   };
+  if (rank != 0 && !o.fault.empty()) {
+    try {
+      setup.fault = parse_fault(o.fault);
+    } catch (const std::exception&) {
+      // rank 0 reports it and aborts the run
+    }
+  }
   if (!o.prompts.empty()) return serve(o, *t, setup);
 
   ExposureReport exposure;
   if (rank == 0) {
     try {
-      if (!o.fault.empty()) setup.fault = parse_fault(o.fault);
-      if (nccl && o.gen.backend != "cuda")
-        throw std::invalid_argument("--transport nccl moves payloads GPU to GPU: it needs --backend cuda");
-      if (nccl && !nccl_built())
-        throw std::invalid_argument("--transport nccl: this build has no NCCL (it was not found when configuring)");
-      if (setup.precision == Precision::bf16 && !cpu_has_bf16())
-        throw std::invalid_argument("--precision bf16 needs a CPU with AVX512_BF16 or AMX; oneDNN finds " +
-                                    packed_gemm_isa() + " here");
+      check_client_options(o, setup);
       if (o.trace_views && o.trace.empty()) throw std::invalid_argument("--trace-views needs --trace FILE");
       // An unwritable trace path fails now, before any compute.
       if (!o.trace.empty()) check_trace_path(o.trace, o.force);
@@ -503,12 +514,6 @@ int run(const RunOptions& o) {
         std::fflush(stdout);
         first = false;
       };
-    }
-  } else if (!o.fault.empty()) {
-    try {
-      setup.fault = parse_fault(o.fault);
-    } catch (const std::exception&) {
-      // rank 0 reports it and aborts the run
     }
   }
 
