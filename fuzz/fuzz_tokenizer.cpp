@@ -1,6 +1,6 @@
 // libFuzzer target: the BPE tokenizer of the default model on arbitrary bytes, with and without
 // special tokens; what it encodes must decode again, and valid text back to the same bytes but
-// for the ASCII bytes the vocabulary has no token for (SmolLM2 lacks six control bytes, which
+// for the bytes the vocabulary has no token for (SmolLM2 lacks six control bytes, which
 // Hugging Face tokenizers drops too: test_tokenizer.cpp). The model comes from
 // $CASCADE_FUZZ_MODEL or the default path.
 #include <cstdint>
@@ -24,25 +24,43 @@ const cascade::Tokenizer& tokenizer() {
   return *tok;
 }
 
-// ASCII bytes that encode to nothing on their own: no token for them.
+// Bytes that encode to nothing on their own: no token for them.
 const std::string& tokenless() {
   static const std::string bytes = [] {
     std::string b;
-    for (int c = 1; c < 0x80; ++c)
+    for (int c = 1; c < 0x100; ++c)
       if (tokenizer().encode(std::string(1, (char)c), false).empty()) b += (char)c;
     return b;
   }();
   return bytes;
 }
 
-// Valid UTF-8 (the pre-tokenizer's regex works on code points).
+// Valid UTF-8, strictly: no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no surrogates
+// (ED A0..BF), nothing past U+10FFFF (F4 90.., F5..FF). A first version let C1 A9 through
+// (fuzz/corpus/tokenizer/regress-crash-cf28d86e…).
 bool valid_utf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
     const unsigned char c = s[i];
-    const int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (int k = 1; k < n; ++k)
-      if (((unsigned char)s[i + k] >> 6) != 2) return false;
+    int n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+    if (c < 0x80) n = 1;
+    else if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + n > s.size()) return false;
+    for (int k = 1; k < n; ++k) {
+      const unsigned char b = s[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b >> 6) != 2) return false;
+    }
     i += n;
   }
   return true;
