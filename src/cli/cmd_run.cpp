@@ -388,8 +388,10 @@ int serve(const RunOptions& o, Transport& t, CascadeSetup& setup) {
   std::fprintf(stderr, "cascade run: serving %zu prompts from %s on %d ranks\n", prompts.size(), o.prompts.c_str(), t.size());
   const auto t_start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < prompts.size(); ++i) {
-    plan_on_client(o, setup, *lm, prompts[i], exposure, false);  // the same schedule as planned above
-    setup.client.keep_logits = true;                       // their digest: compare with one-shot runs
+    // Planned above; the client options are the same for every prompt (plan_on_client set them).
+    setup.schedule = schedules[i];
+    setup.prompt = prompts[i];
+    setup.client.keep_logits = true;  // their digest: compare with one-shot runs
     const auto t0 = std::chrono::steady_clock::now();
     CascadeReport rep;
     try {
