@@ -228,6 +228,43 @@ TEST(Trace, BadPathsAndFiles) {
   std::remove(path.c_str());
 }
 
+TEST(Trace, IncompleteTraceKeepsTheRecordingsItHasAndWhy) {
+  // What rank 0 saves when a run fails: its own recording, the reason, complete = 0.
+  Trace t = small_trace(true);
+  t.meta.complete = false;
+  t.meta.error = "rank 0 (client) stopped: rank 1 (CompNode 0) failed: timed out";
+  t.ranks.resize(1);
+  const std::string path = temp_path("incomplete.h5");
+  write_trace(path, t);
+  const Trace back = read_trace(path);
+  EXPECT_FALSE(back.meta.complete);
+  EXPECT_EQ(back.meta.error, t.meta.error);
+  EXPECT_EQ(back.meta.world_size, 3);
+  ASSERT_EQ(back.ranks.size(), 1u);
+  EXPECT_EQ(back.ranks[0].rank, 0);
+  EXPECT_EQ(back.ranks[0].spans.size(), t.ranks[0].spans.size());
+  const std::string refusal = error_of([&] { require_all_ranks(back, path); });
+  EXPECT_TRUE(has(refusal, "is incomplete: the run ended early (rank 0 (client) stopped: rank 1 (CompNode 0) failed: "
+                           "timed out), and it holds the recordings of rank 0 of 3")) << refusal;
+  // Rank 2 alone (rank 0's missing) reads back too, as rank 2.
+  t = small_trace(false);
+  t.meta.complete = false;
+  t.ranks.erase(t.ranks.begin(), t.ranks.begin() + 2);
+  write_trace(path, t);
+  const Trace only2 = read_trace(path);
+  ASSERT_EQ(only2.ranks.size(), 1u);
+  EXPECT_EQ(only2.ranks[0].rank, 2);
+  EXPECT_TRUE(has(error_of([&] { require_all_ranks(only2, path); }), "no reason recorded"));
+  // A complete trace needs every rank, and recordings out of order are refused either way.
+  EXPECT_NO_THROW(require_all_ranks(small_trace(false), path));
+  t = small_trace(false);
+  std::swap(t.ranks[0], t.ranks[1]);
+  EXPECT_TRUE(has(error_of([&] { write_trace(path, t); }), "3 rank recordings for a world of 3"));
+  t.meta.complete = false;
+  EXPECT_TRUE(has(error_of([&] { write_trace(path, t); }), "3 rank recordings for a world of 3"));
+  std::remove(path.c_str());
+}
+
 TEST(Trace, SpanCostsFromShapes) {
   const ModelShape m{30, 576, 9, 3, 64, 49152};
   // The Q|K|V GEMM of 10 rows: 2·10·576·(576 + 2·192).

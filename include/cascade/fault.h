@@ -6,6 +6,9 @@
 //   misroute     a CompNode, at LAYER, swaps the destinations of its up messages to AttnNodes
 //                (a, b) and (a, b') (the first shard a it has rows in, b' = b + 1 mod β)
 //   leak         a CompNode, at LAYER, appends its hidden rows to its first up message
+//   kill         the party dies at once (SIGKILL to itself: no message, no clean-up, as in a
+//                crash or the OOM killer) at LAYER; the client (rank 0) right after sending the
+//                prefill's token ids
 // A misrouting or leaking party skips its own send-side view check, as a buggy or malicious
 // party would: the receivers' audit must catch it.
 #pragma once
@@ -15,7 +18,7 @@
 namespace cascade {
 
 struct Fault {
-  enum class Kind { none, stall, stall_start, stall_end, misroute, leak };
+  enum class Kind { none, stall, stall_start, stall_end, misroute, leak, kill };
   Kind kind = Kind::none;
   int rank = -1;
   int layer = 0;
@@ -29,10 +32,12 @@ struct Fault {
   }
 };
 
-// "stall:2:3", "misroute:1:0", "stall-start:5"; throws std::invalid_argument with the syntax.
+// "stall:2:3", "misroute:1:0", "stall-start:5", "kill:0"; throws std::invalid_argument with the syntax.
 Fault parse_fault(const std::string& spec);
 
 // Sleeps forever (a stuck party: Open MPI does not notice it, only the peers' timeouts do).
 [[noreturn]] void hang_forever();
+// Sends SIGKILL to this process (a dead party).
+[[noreturn]] void die_now();
 
 }  // namespace cascade

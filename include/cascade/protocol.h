@@ -40,6 +40,8 @@
 
 namespace cascade {
 
+struct RankTrace;
+
 class Backend;
 class DeviceLink;
 
@@ -67,6 +69,7 @@ struct ClientOptions {
   Backend* backend = nullptr;
   // Called with each sampled token as it arrives (streaming output).
   std::function<void(int32_t)> on_token;
+  Fault fault;  // test-only (fault.h): kill at rank 0
 };
 
 struct ClientResult {
@@ -124,6 +127,9 @@ struct CascadeSetup {
   // Every rank: record a trace (trace.h), and with views the bytes every message carried.
   bool trace = false;
   bool trace_views = false;
+  // With trace: where a run that throws leaves this rank's recording up to the error (rank 0
+  // saves it in an incomplete trace). nullptr: dropped.
+  RankTrace* partial_trace = nullptr;
 };
 
 // What rank 0 learns at the end (other ranks: ran, schedule and their own stats only).

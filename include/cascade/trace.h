@@ -21,7 +21,8 @@
 // At the end every rank sends its recording to rank 0 (point-to-point, kind `trace`, outside
 // the protocol's figure), which writes one HDF5 file (trace_io.h) with this layout:
 //
-//   /meta                  attributes: trace_version (int, 1), complete (int 0/1), views (0/1),
+//   /meta                  attributes: trace_version (int, 1), complete (int 0/1; 0: error, the
+//                          reason, and /ranks holds only rank 0), views (0/1),
 //                          cascade_version, git_commit, start_time (ISO 8601 UTC), command_line,
 //                          model_name, model_source (path or synthetic:NAME), model_sha256,
 //                          model_shape (int[6]: n_layer, d_model, n_head, n_head_kv, d_head,
@@ -139,7 +140,10 @@ struct RankTrace {
 };
 
 struct TraceMeta {
-  bool complete = true;  // false: the run ended early (a rank failed)
+  bool complete = true;  // false: the run ended early (a rank failed); see error
+  // Why an incomplete run ended, as the rank that saved the trace (rank 0) saw it. Such a trace
+  // holds only the recordings that rank had (its own): `ranks` may miss ranks.
+  std::string error;
   bool views = false;
   std::string cascade_version, git_commit, start_time, command_line;
   std::string model_name, model_source, model_sha256;
@@ -157,7 +161,7 @@ struct TraceMeta {
 struct Trace {
   TraceMeta meta;
   Schedule schedule;  // with the model shape; its alpha, beta, c, delta, ... are the run's
-  std::vector<RankTrace> ranks;  // by rank, 0..world−1
+  std::vector<RankTrace> ranks;  // by rank, 0..world−1 (an incomplete trace: the recorded ones)
 };
 
 // The FLOPs and memory bytes of compute spans, from the model's dims (fp32 weights and rows).

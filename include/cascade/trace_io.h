@@ -22,5 +22,8 @@ void write_trace(const std::string& path, const Trace& trace);
 // Reads and validates a trace file (version, every dataset's presence and shape, indices in
 // range). Throws TraceFileError naming the file and what is wrong.
 Trace read_trace(const std::string& path);
+// What needs every rank's recording (simulate, the attacks on views) calls this: it throws
+// TraceFileError, saying why the run ended, for an incomplete trace that misses some.
+void require_all_ranks(const Trace& trace, const std::string& path);
 
 }  // namespace cascade

@@ -38,6 +38,21 @@ class TransportError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The run was ended elsewhere, and a wait stopped early instead of timing out: another rank
+// failed and said why (Transport::notify_abort), or the launcher is ending the job (SIGTERM,
+// SIGINT: see end_waits_on_termination).
+class RunEnded : public TransportError {
+ public:
+  using TransportError::TransportError;
+};
+
+// From now on SIGTERM and SIGINT end this process's waits with RunEnded instead of ending the
+// process: Open MPI's mpirun sends SIGTERM to every rank when one has died, SLURM at a job's
+// time limit or scancel. The rank can then say where it was and save what it has (a trace).
+void end_waits_on_termination();
+// The signal that asked this process to end (SIGTERM, SIGINT), or 0.
+int termination_signal();
+
 // Bytes per (src, dst, layer, kind).
 struct ByteKey {
   int src, dst, layer;
@@ -94,6 +109,11 @@ class Transport {
   // Every rank waits until all have arrived, with the timeout (no MPI collective: a rank that
   // never arrives is named). Out of band: not accounted, not audited.
   virtual void barrier() = 0;
+
+  // This rank is failing with `why`: tells every other rank, whose waits then end at once with
+  // RunEnded("…: why") instead of timing out one by one and naming whoever each waited for (a
+  // healthy party). Best effort and bounded (a dead peer cannot take it). Out of band.
+  virtual void notify_abort(const std::string& why) { (void)why; }
 
   void send(const Message& msg, const void* payload);
   void recv(const Message& expected, void* payload);

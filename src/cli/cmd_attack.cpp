@@ -195,6 +195,7 @@ void run_view(const ViewOptions& o) {
   if (attack.span && attack.verify != Verify::partials) throw std::invalid_argument("--span needs --verify partials");
   const std::string method = std::string(verify_name(attack.verify)) + (attack.span ? "+span" : "");
   const Trace t = read_trace(o.trace);
+  require_all_ranks(t, o.trace);
   if (!t.meta.views) throw std::invalid_argument(o.trace + " has no views: record the run with cascade run --trace FILE --trace-views");
   ModelOptions mo = o.model;
   if (mo.spec.path.empty()) {  // the run's model: a path, or "synthetic:NAME --layers L --weight-seed S"

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -212,12 +213,9 @@ void print_report(const RunOptions& o, const CascadeReport& rep, const LoadedMod
   }
 }
 
-// Rank 0, after the run: the whole trace, written to --trace.
-void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel& lm,
-                     const std::string& start_time) {
-  Trace tr;
-  TraceMeta& m = tr.meta;
-  m.complete = true;
+// What a trace of this run says of it, whether it finished or not.
+TraceMeta run_meta(const RunOptions& o, const LoadedModel& lm, const std::string& start_time) {
+  TraceMeta m;
   m.views = o.trace_views;
   m.cascade_version = "0.1";
   m.git_commit = CASCADE_GIT_COMMIT;
@@ -234,10 +232,20 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
     m.model_sha256 = to_hex(sha256_file(spec.path));
   }
   m.d_ff = lm.cfg.d_ff;
-  m.n_generated = (int)rep.client.tokens.size();
   m.rho = o.rho;
   m.backend = o.gen.backend;
   m.transport = o.transport;
+  return m;
+}
+
+// Rank 0, after the run: the whole trace, written to --trace.
+void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel& lm,
+                     const std::string& start_time) {
+  Trace tr;
+  TraceMeta& m = tr.meta;
+  m = run_meta(o, lm, start_time);
+  m.complete = true;
+  m.n_generated = (int)rep.client.tokens.size();
   m.world_size = (int)rep.traces.size();
   for (const RankTrace& r : rep.traces) m.hosts.push_back(r.host);
   for (const CommFlow& f : protocol_flows(to_flows(rep.sent))) m.bytes_sent += f.bytes;
@@ -259,6 +267,66 @@ void write_run_trace(const RunOptions& o, CascadeReport& rep, const LoadedModel&
                 "  cascade simulate %s --net lan-10g\n",
                 o.trace.c_str(), format_bytes(bytes).c_str(), o.trace_views ? ", with views" : "",
                 o.trace.c_str(), o.trace.c_str(), o.trace.c_str(), o.trace.c_str());
+}
+
+// Rank 0, when the run failed: its own recording up to the error, in a trace marked
+// incomplete with the reason (the other ranks' recordings never reached it).
+void write_partial_trace(const RunOptions& o, const Schedule& s, RankTrace mine, const LoadedModel& lm,
+                         const std::string& start_time, const std::string& error, int world_size) {
+  Trace tr;
+  tr.meta = run_meta(o, lm, start_time);
+  tr.meta.complete = false;
+  tr.meta.error = error;
+  tr.meta.world_size = world_size;
+  tr.meta.hosts.assign(world_size, "?");
+  tr.meta.hosts[0] = mine.host;
+  tr.schedule = s;
+  tr.ranks.push_back(std::move(mine));
+  write_trace(o.trace, tr);
+  std::fprintf(stderr, "cascade run: the trace so far (rank 0's recording) is in %s, marked incomplete\n",
+               o.trace.c_str());
+}
+
+// "0 client, 1-4 CompNode 0-3, 5-20 AttnNode (0,0)-(3,3)"
+std::string parties_by_rank(const Schedule& s) {
+  auto range = [&](int first, int last) {
+    const std::string a = s.role_of_rank(first).name(), b = s.role_of_rank(last).name();
+    if (first == last) return std::to_string(first) + " " + a;
+    return std::to_string(first) + "-" + std::to_string(last) + " " + a + "-" + b.substr(b.find(' ') + 1);
+  };
+  return "0 client, " + range(1, s.alpha) + ", " + range(s.alpha + 1, s.n_ranks() - 1);
+}
+
+// A rank's run failed: it says so and tells the other ranks (their waits end at once, repeating
+// this failure instead of each naming whoever it waited for), `save` keeps what it can (rank
+// 0's trace), and the job ends. A rank the run was ended for says why it stopped. Under a
+// launcher that is ending the job (SIGTERM) it exits at once: MPI_Abort could wait on the dead.
+[[noreturn]] void end_failed_run(Transport& t, const Schedule& s, const std::exception& e, const std::string& context,
+                                 const std::function<void(const std::string&)>& save) {
+  const std::string me = t.peer_name(t.rank());
+  const bool ended_elsewhere = dynamic_cast<const RunEnded*>(&e) != nullptr;
+  std::fprintf(stderr, "\ncascade run: %s: %s: %s%s\n", me.c_str(), ended_elsewhere ? "stopped" : "error",
+               context.c_str(), e.what());
+  // The launcher names a dead rank by number ("task 5: Killed"); this says which party it was.
+  if (t.rank() == 0 && termination_signal() && s.n_ranks() == t.size())
+    std::fprintf(stderr, "cascade run: the parties by rank: %s\n", parties_by_rank(s).c_str());
+  std::fflush(stderr);
+  if (!ended_elsewhere) t.notify_abort(me + " failed: " + context + e.what());
+  if (save) {
+    try {
+      save(me + (ended_elsewhere ? " stopped: " : ": ") + context + e.what());
+    } catch (const std::exception& err) {
+      std::fprintf(stderr, "cascade run: error: %s\n", err.what());
+    }
+  }
+  std::fflush(nullptr);
+  if (termination_signal()) std::_Exit(128 + termination_signal());
+  // Rank 0 ends the job once it has saved what it has. The others, which MPI_Abort would end
+  // with it, leave it the time to (it has the notice) and end the job themselves if it cannot
+  // (dead or stuck).
+  if (t.rank() != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+  MPI_Abort(MPI_COMM_WORLD, 3);
+  std::_Exit(3);
 }
 
 // This rank among the ranks of its node: MPI's own view (no launcher's environment needed).
@@ -397,9 +465,7 @@ int serve(const RunOptions& o, Transport& t, CascadeSetup& setup) {
     try {
       rep = run_cascade(t, setup);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "\ncascade run: %s: error: prompt %zu: %s\n", t.peer_name(rank).c_str(), i, e.what());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 3);
+      end_failed_run(t, setup.schedule, e, "prompt " + std::to_string(i) + ": ", nullptr);
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<std::string> bytes = byte_count_differences(rep);
@@ -431,6 +497,7 @@ int serve(const RunOptions& o, Transport& t, CascadeSetup& setup) {
 
 int run(const RunOptions& o) {
   MpiSession mpi;
+  end_waits_on_termination();  // a rank the launcher ends says where it was (and rank 0 saves its trace)
   const NodePlace place = node_place();
   set_cpu_threads(party_threads(o.gen.threads, place));
   std::unique_ptr<Transport> t = make_mpi_transport(MPI_COMM_WORLD);
@@ -521,12 +588,17 @@ int run(const RunOptions& o) {
 
   const auto t0 = std::chrono::steady_clock::now();
   CascadeReport rep;
+  RankTrace partial;  // rank 0's recording, should the run fail
+  if (rank == 0) setup.partial_trace = &partial;
   try {
     rep = run_cascade(*t, setup);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\ncascade run: %s: error: %s\n", t->peer_name(rank).c_str(), e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 3);
+    std::function<void(const std::string&)> save;
+    if (rank == 0 && !o.trace.empty() && !partial.party.empty())
+      save = [&](const std::string& why) {
+        write_partial_trace(o, setup.schedule, std::move(partial), *lm, start_time, why, t->size());
+      };
+    end_failed_run(*t, setup.schedule, e, "", save);
   }
   if (!rep.ran) return 2;  // the client refused to start; it said why
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -84,6 +84,7 @@ void run_simulate(const SimulateOptions& o) {
   ReceiverProfile rx = from_trace ? ReceiverProfile{} : parse_receiver_profile(o.receiver);
 
   const Trace trace = read_trace(o.trace);
+  require_all_ranks(trace, o.trace);
   const ReceiverEstimate est = estimate_receiver(trace, recorded_on);
   if (from_trace) rx = est.profile;
   std::vector<SimResult> results;

@@ -47,7 +47,9 @@ void summary(const TraceOptions& o) {
   const Trace t = read_trace(o.path);
   const TraceMeta& m = t.meta;
   const Schedule& s = t.schedule;
-  const std::map<int, double> steps = step_times(t.ranks.at(0));
+  // Rank 0's recording times the steps (an incomplete trace may lack it).
+  const std::map<int, double> steps =
+      !t.ranks.empty() && t.ranks[0].rank == 0 ? step_times(t.ranks[0]) : std::map<int, double>{};
   double decode = 0.0;
   for (const auto& [step, sec] : steps)
     if (step > 0) decode += sec;
@@ -64,7 +66,7 @@ void summary(const TraceOptions& o) {
                          {"pss_kb", r.pss_kb}, {"spans", r.spans.size()}, {"messages", r.messages.size()},
                          {"seconds_by_kind", kinds}});
     }
-    nlohmann::json j = {{"path", o.path}, {"complete", m.complete}, {"views", m.views},
+    nlohmann::json j = {{"path", o.path}, {"complete", m.complete}, {"error", m.error}, {"views", m.views},
                         {"model", m.model_name}, {"model_source", m.model_source},
                         {"git_commit", m.git_commit}, {"start_time", m.start_time},
                         {"command_line", m.command_line}, {"alpha", s.alpha}, {"beta", s.beta},
@@ -85,6 +87,12 @@ void summary(const TraceOptions& o) {
               s.strategy.c_str(), s.alpha, s.beta, s.c, s.delta, attn_sharding_name(s.attn_sharding),
               lm_head_name(s.lm_head), m.world_size, s.n_prompt, m.n_generated);
   std::printf("  backend %s, transport %s\n", m.backend.c_str(), m.transport.c_str());
+  if (!m.complete) {
+    std::printf("  the run ended early: %s\n", m.error.empty() ? "(no reason recorded)" : m.error.c_str());
+    if ((int)t.ranks.size() < m.world_size)
+      std::printf("  recordings of %zu of %d ranks (the ones the writer had), up to the end\n", t.ranks.size(),
+                  m.world_size);
+  }
   std::printf("  command: %s\n", m.command_line.c_str());
   if (steps.count(0))
     std::printf("  prefill %.3f s; %d decode steps %.3f s (mean %.4f s), at the client\n", steps.at(0), n_decode,

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -35,12 +36,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Tag = (layer + 1)·16 + channel: one per (layer, channel). Channels are CommKinds (< 10); the
-// barrier uses tags 14 and 15 (slots of layer −1 that no channel reaches).
+// Tag = (layer + 1)·16 + channel: one per (layer, channel). Channels are CommKinds (< 11); the
+// liveness probes use tags 11 and 12, the abort notices 13 and the barrier 14 and 15 (slots of
+// layer −1 that no channel reaches).
 constexpr int kTagsPerLayer = 16;
+constexpr int kTagProbe = 11;
+constexpr int kTagProbeAnswer = 12;
+constexpr int kTagAbort = 13;
 constexpr int kTagBarrierArrive = 14;
 constexpr int kTagBarrierRelease = 15;
-static_assert(kNumCommKinds <= kTagBarrierArrive, "channels would collide with the barrier's tags");
+static_assert(kNumCommKinds <= kTagProbe, "channels would collide with the out-of-band tags");
 
 // The channel of a message as the caller gave it: the kind of its first part, kv counted as q
 // (a kv-only up message is still the (CompNode, AttnNode) up channel).
@@ -226,6 +231,13 @@ class MpiTransport final : public Transport {
     try {
       issue_link_ops(handles);
       int spins = 0;
+      // Past the timeout, the peer waited for is probed before it is blamed: a live one that is
+      // itself waiting (on a dead or stuck party further along) answers from its own wait, and
+      // this wait goes on (up to kMaxExtensions timeouts more), so that only the rank waiting
+      // on the culprit itself names it. No answer within half a timeout: dead or stuck.
+      constexpr int kMaxExtensions = 4;
+      int extensions = 0, probed = -1;
+      Clock::time_point deadline_t0 = t0, probe_sent;
       for (;;) {
         bool progress = false, all_done = true;
         for (Handle h : handles) {
@@ -244,8 +256,26 @@ class MpiTransport final : public Transport {
           progress = true;
         }
         if (all_done) break;
-        if (!progress && idle(t0, spins)) throw timeout_error(handles, seconds_since(t0));
+        bool overdue = false;
+        try {
+          overdue = !progress && idle(deadline_t0, spins);
+        } catch (const RunEnded& e) {  // where this rank was; not whom it waited for (not to blame)
+          throw RunEnded(std::string(e.what()) + " (this rank was " + where_str(handles) + ")");
+        }
         if (link_ && spins % 1024 == 0) check_link();
+        if (!overdue) continue;
+        const int peer = first_peer(handles);
+        if (probed != peer) {
+          send_probe(peer);
+          probed = peer;
+          probe_sent = Clock::now();
+        } else if (answered(peer) && extensions < kMaxExtensions) {
+          ++extensions;  // alive and waiting itself: it, or the one it waits on, will speak
+          probed = -1;
+          deadline_t0 = Clock::now();
+        } else if (seconds_since(probe_sent) > 0.5 * timeout_s_) {
+          throw timeout_error(handles, seconds_since(t0));
+        }
       }
     } catch (...) {
       abandon(handles);
@@ -353,10 +383,13 @@ class MpiTransport final : public Transport {
     for (Pending* p : group) p->ticket = ticket;
   }
 
+  // Link transfers get the timeout and the probe's grace (wait_all): a missing header, with
+  // its probe, names the culprit first; this is for the payload of a header that did arrive.
   void check_link() {
-    const int peer = link_->overdue(timeout_s_);
+    const double limit = 1.5 * timeout_s_;
+    const int peer = link_->overdue(limit);
     if (peer >= 0)
-      throw TransportError("timed out after " + std::to_string((int)timeout_s_) + " s: the " + link_->name() +
+      throw TransportError("timed out after " + std::to_string((int)limit) + " s: the " + link_->name() +
                            " transfers with " + peer_name(peer) + " never finished: the peer is dead or stuck");
   }
 
@@ -385,13 +418,83 @@ class MpiTransport final : public Transport {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
-  // Spin briefly, then sleep a little; true once the timeout has passed.
-  bool idle(Clock::time_point t0, int& spins) const {
+  // Spin briefly, then sleep a little; true once the timeout has passed. Throws RunEnded when
+  // another rank's abort notice is in or the launcher asked this process to end.
+  bool idle(Clock::time_point t0, int& spins) {
     if (++spins < 64) return false;
+    check_run_ended();
     std::this_thread::sleep_for(std::chrono::microseconds(spins < 2000 ? 20 : 200));
     return seconds_since(t0) > timeout_s_;
   }
 
+  // Liveness probes (out of band, 0 bytes): any rank in a wait answers them (idle).
+  void send_probe(int peer) {
+    MPI_Request req;
+    MPI_Isend(nullptr, 0, MPI_BYTE, peer, kTagProbe, comm_, &req);
+    MPI_Request_free(&req);  // 0 bytes: eager
+  }
+  bool answered(int peer) {
+    bool any = false;
+    while (probe_empty(peer, kTagProbeAnswer)) any = true;
+    return any;
+  }
+  void answer_probes() {
+    for (;;) {
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, kTagProbe, comm_, &flag, &st);
+      if (!flag) return;
+      MPI_Recv(nullptr, 0, MPI_BYTE, st.MPI_SOURCE, kTagProbe, comm_, MPI_STATUS_IGNORE);
+      MPI_Request req;
+      MPI_Isend(nullptr, 0, MPI_BYTE, st.MPI_SOURCE, kTagProbeAnswer, comm_, &req);
+      MPI_Request_free(&req);
+    }
+  }
+
+  int first_peer(const std::vector<Handle>& handles) const {
+    for (Handle h : handles)
+      if (auto it = pending_.find(h); it != pending_.end()) return it->second.peer;
+    return -1;
+  }
+
+  void check_run_ended() {
+    answer_probes();
+    if (const int sig = termination_signal())
+      throw RunEnded(std::string("the launcher is ending the job (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                     "): a rank has died (the launcher names it), or the job was interrupted, cancelled or ran "
+                     "out of time");
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, kTagAbort, comm_, &flag, &st);
+    if (!flag) return;
+    int n = 0;
+    MPI_Get_count(&st, MPI_CHAR, &n);
+    std::string why(std::max(n, 0), '\0');
+    MPI_Recv(why.data(), n, MPI_CHAR, st.MPI_SOURCE, kTagAbort, comm_, MPI_STATUS_IGNORE);
+    throw RunEnded(why);
+  }
+
+ public:
+  void notify_abort(const std::string& why) override {
+    abort_note_ = why;
+    std::vector<MPI_Request> reqs;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      reqs.emplace_back();
+      MPI_Isend(abort_note_.data(), (int)abort_note_.size(), MPI_CHAR, r, kTagAbort, comm_, &reqs.back());
+    }
+    // Small, so eager: sent once buffered. A peer that cannot take it gets at most a second.
+    const auto t0 = Clock::now();
+    int done = 0;
+    while (!done && seconds_since(t0) < 1.0) {
+      MPI_Testall((int)reqs.size(), reqs.data(), &done, MPI_STATUSES_IGNORE);
+      if (!done) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    for (MPI_Request& q : reqs)
+      if (q != MPI_REQUEST_NULL) MPI_Request_free(&q);
+  }
+
+ private:
   // Receives a 0-byte message from `src` on `tag` if one is there.
   bool probe_empty(int src, int tag) {
     int flag = 0;
@@ -572,21 +675,33 @@ class MpiTransport final : public Transport {
     return peer_name(p.peer) + " " + layer_str(p.layer) + " (" + comm_kind_name(p.channel) + ")";
   }
 
-  TransportError timeout_error(const std::vector<Handle>& handles, double waited) const {
+  // "waiting for partial from rank 5 (AttnNode (0,0)) at layer 1": the first unfinished handle.
+  std::string waiting_str(const std::vector<Handle>& handles) const {
     const Pending* p = nullptr;
     for (Handle h : handles) {
       auto it = pending_.find(h);
       if (it != pending_.end()) { p = &it->second; break; }
     }
+    if (!p) return "waiting";
     const std::string what = p->any_size ? comm_kind_name(p->channel) : kinds_str(p->given);
     const std::string partial =
         !p->outgoing && p->landed > 0
             ? " (" + std::to_string(p->landed) + " of " + std::to_string(p->total) + " bytes in)"
             : "";
-    return TransportError("timed out after " + std::to_string((int)waited) + " s " +
-                          (p->outgoing ? "sending " : "waiting for ") + what +
-                          (p->outgoing ? " to " : " from ") + peer_name(p->peer) + " " +
-                          layer_str(p->layer) + partial + ": the peer is dead or stuck");
+    return std::string(p->outgoing ? "sending " : "waiting for ") + what + (p->outgoing ? " to " : " from ") +
+           peer_name(p->peer) + " " + layer_str(p->layer) + partial;
+  }
+
+  // "at layer 3" or "outside the layers" (between steps, or at the start or end).
+  std::string where_str(const std::vector<Handle>& handles) const {
+    for (Handle h : handles)
+      if (auto it = pending_.find(h); it != pending_.end()) return layer_str(it->second.layer);
+    return "outside the layers";
+  }
+
+  TransportError timeout_error(const std::vector<Handle>& handles, double waited) const {
+    return TransportError("timed out after " + std::to_string((int)waited) + " s " + waiting_str(handles) +
+                          ": the peer is dead or stuck");
   }
 
   // Forgets handles: requests MPI still works on are freed, their buffers kept (orphan).
@@ -615,6 +730,7 @@ class MpiTransport final : public Transport {
   std::map<Handle, Pending> pending_;  // ordered: receives on one channel match in this order
   std::map<Handle, Received> any_results_;  // recv_any's message, between wait_all and return
   std::unique_ptr<DeviceLink> link_;        // payloads between covered ranks (device_link.h)
+  std::string abort_note_;                  // notify_abort's text, alive while MPI sends it
 };
 
 }  // namespace

@@ -2,9 +2,24 @@
 
 #include "cascade/device_link.h"
 
+#include <csignal>
 #include <limits>
 
 namespace cascade {
+
+namespace {
+volatile std::sig_atomic_t g_termination = 0;
+extern "C" void note_termination(int sig) { g_termination = sig; }
+}  // namespace
+
+void end_waits_on_termination() {
+  struct sigaction sa {};
+  sa.sa_handler = note_termination;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+}
+
+int termination_signal() { return g_termination; }
 
 void Transport::set_device_link(std::unique_ptr<DeviceLink> link) {
   if (link) throw TransportError("the " + name() + " transport cannot carry a device link (" + link->name() + ")");

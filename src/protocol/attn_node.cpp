@@ -73,6 +73,7 @@ class AttnNode {
     u_.resize(be_, (size_t)nq * dq);                 // (nq, n_h, d_h)
     for (int l = 0; l < c_.n_layer; ++l) {
       if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
+      if (fault_.is(Fault::Kind::kill, t_.rank(), l)) die_now();
       std::vector<Transport::Handle> handles;
       for (int k = 0; k < alpha; ++k) {
         if (qk[k].empty() && kvk[k].empty()) continue;

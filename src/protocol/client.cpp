@@ -66,6 +66,7 @@ ClientResult run_client(Transport& t, const Schedule& s, const std::vector<int32
                           ids[k].data()));
   }
   t.wait_all(h);
+  if (opt.fault.is(Fault::Kind::kill, 0)) die_now();
 
   if (s.shape.encoder()) {  // one pass; every CompNode returns the last hidden rows it owns
     if (opt.n_generate != 1)

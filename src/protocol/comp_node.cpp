@@ -90,6 +90,7 @@ class CompNode {
     down_.resize(beta * beta);
     for (int l = 0; l < c.n_layer; ++l) {
       if (fault_.is(Fault::Kind::stall, t_.rank(), l)) hang_forever();
+      if (fault_.is(Fault::Kind::kill, t_.rank(), l)) die_now();
       {
         Section prepass(timer_, trace, SpanKind::prepass, l);
         layer_prepass(be_, m_, l, h_.data(), pos_.data(), n, q_.data(), kk_.data(), v_.data(), ws_);

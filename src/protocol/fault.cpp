@@ -2,6 +2,8 @@
 #include "cascade/fault.h"
 
 #include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -10,7 +12,7 @@ namespace cascade {
 
 Fault parse_fault(const std::string& spec) {
   const std::string syntax =
-      "--fault KIND:RANK[:LAYER] with KIND one of stall, stall-start, stall-end, misroute, leak (got '" +
+      "--fault KIND:RANK[:LAYER] with KIND one of stall, stall-start, stall-end, misroute, leak, kill (got '" +
       spec + "')";
   std::vector<std::string> f;
   size_t start = 0;
@@ -26,6 +28,7 @@ Fault parse_fault(const std::string& spec) {
   else if (f[0] == "stall-end") out.kind = Fault::Kind::stall_end;
   else if (f[0] == "misroute") out.kind = Fault::Kind::misroute;
   else if (f[0] == "leak") out.kind = Fault::Kind::leak;
+  else if (f[0] == "kill") out.kind = Fault::Kind::kill;
   else throw std::invalid_argument(syntax);
   try {
     size_t used = 0;
@@ -39,6 +42,12 @@ Fault parse_fault(const std::string& spec) {
     throw std::invalid_argument(syntax);
   }
   return out;
+}
+
+void die_now() {
+  std::fflush(nullptr);  // what it printed so far is not lost with it
+  raise(SIGKILL);
+  hang_forever();
 }
 
 void hang_forever() {

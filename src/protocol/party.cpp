@@ -97,41 +97,57 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
       t.set_trace(trace.get());
     }
   };
-  if (t.rank() == 0) {
-    rep.schedule = setup.schedule;
-    try {
-      check_world_size(rep.schedule, t.size());
-      if (rep.schedule.shape.empty()) throw std::invalid_argument("the schedule carries no model shape");
-    } catch (...) {
-      abort_run(t);  // the other ranks would otherwise wait for a schedule that never comes
-      throw;
-    }
-    send_schedule(t, rep.schedule);
-    know_schedule(rep.schedule);
-    ClientOptions client = setup.client;
-    if (rep.schedule.lm_head == LmHead::client && client.model) {
-      be->prepare_weights(*client.model, setup.precision, {});  // before the barrier: untimed
-      client.backend = be.get();
-    }
-    ready();
-    rep.client = run_client(t, rep.schedule, setup.prompt, client);
-    mine.compute_s = rep.client.compute_s;
-  } else {
-    if (!receive_schedule(t, rep.schedule)) return rep;
-    know_schedule(rep.schedule);
-    const RankRole role = rep.schedule.role_of_rank(t.rank());
-    if (setup.backend) be = setup.backend();
-    if (setup.link) t.set_device_link(setup.link(*be));
-    if (role.kind == RankRole::comp) {
-      // The weights in the backend's memory (uploaded once for a device), prepared there.
-      const DeviceModel model(*be, setup.model());
-      be->prepare_weights(model.model(), setup.precision, {});
+  // On an error, this rank's recording so far goes to setup.partial_trace (rank 0 saves it as
+  // an incomplete trace: the others' recordings never reach it).
+  try {
+    if (t.rank() == 0) {
+      rep.schedule = setup.schedule;
+      try {
+        check_world_size(rep.schedule, t.size());
+        if (rep.schedule.shape.empty()) throw std::invalid_argument("the schedule carries no model shape");
+      } catch (...) {
+        abort_run(t);  // the other ranks would otherwise wait for a schedule that never comes
+        throw;
+      }
+      send_schedule(t, rep.schedule);
+      know_schedule(rep.schedule);
+      ClientOptions client = setup.client;
+      client.fault = setup.fault;
+      if (rep.schedule.lm_head == LmHead::client && client.model) {
+        be->prepare_weights(*client.model, setup.precision, {});  // before the barrier: untimed
+        client.backend = be.get();
+      }
       ready();
-      mine = run_comp_node(t, rep.schedule, model.model(), *be, setup.fault);
+      rep.client = run_client(t, rep.schedule, setup.prompt, client);
+      mine.compute_s = rep.client.compute_s;
     } else {
-      ready();
-      mine = run_attn_node(t, rep.schedule, *be, setup.fault);
+      if (!receive_schedule(t, rep.schedule)) return rep;
+      know_schedule(rep.schedule);
+      const RankRole role = rep.schedule.role_of_rank(t.rank());
+      if (setup.backend) be = setup.backend();
+      if (setup.link) t.set_device_link(setup.link(*be));
+      if (role.kind == RankRole::comp) {
+        // The weights in the backend's memory (uploaded once for a device), prepared there.
+        const DeviceModel model(*be, setup.model());
+        be->prepare_weights(model.model(), setup.precision, {});
+        ready();
+        mine = run_comp_node(t, rep.schedule, model.model(), *be, setup.fault);
+      } else {
+        ready();
+        mine = run_attn_node(t, rep.schedule, *be, setup.fault);
+      }
     }
+  } catch (...) {
+    if (trace && setup.partial_trace && t.trace() == trace.get()) {  // recording since ready()
+      t.set_trace(nullptr);
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      trace->finish(wall, mine.compute_s, t.wait_seconds() - wait_at_start, total_bytes(t.sent()), t.messages_sent(),
+                    read_memory_stats());
+      trace->data().party = rep.schedule.role_of_rank(t.rank()).name();
+      trace->data().host = host_name();
+      *setup.partial_trace = std::move(trace->data());
+    }
+    throw;
   }
   rep.ran = true;
   // Wall and wait time from the barrier on, the same span for every party.

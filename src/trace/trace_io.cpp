@@ -170,6 +170,7 @@ void write_meta(const File& f, const Trace& t) {
   Handle g = group(f, f.id(), "meta");
   attr(f, g, "trace_version", (int64_t)kTraceVersion);
   attr(f, g, "complete", (int64_t)m.complete);
+  if (!m.complete) attr(f, g, "error", m.error);
   attr(f, g, "views", (int64_t)m.views);
   attr(f, g, "cascade_version", m.cascade_version);
   attr(f, g, "git_commit", m.git_commit);
@@ -355,7 +356,11 @@ void check_trace_path(const std::string& path, bool overwrite) {
 
 void write_trace(const std::string& path, const Trace& t) {
   quiet_hdf5();
-  if ((int)t.ranks.size() != t.meta.world_size)
+  // A complete trace has every rank's recording; an incomplete one those its writer had.
+  bool in_order = true;
+  for (size_t i = 0; i < t.ranks.size(); ++i)
+    in_order = in_order && t.ranks[i].rank >= (i ? t.ranks[i - 1].rank + 1 : 0) && t.ranks[i].rank < t.meta.world_size;
+  if (t.meta.complete ? (int)t.ranks.size() != t.meta.world_size || !in_order : !in_order)
     throw TraceFileError("trace for '" + path + "': " + std::to_string(t.ranks.size()) +
                          " rank recordings for a world of " + std::to_string(t.meta.world_size));
   const std::string tmp = path + ".tmp";
@@ -371,6 +376,16 @@ void write_trace(const std::string& path, const Trace& t) {
   // Whole or not at all: the finished file replaces the placeholder in one step.
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     throw TraceFileError("cannot rename '" + tmp + "' to '" + path + "'");
+}
+
+void require_all_ranks(const Trace& t, const std::string& path) {
+  if ((int)t.ranks.size() == t.meta.world_size) return;
+  std::string have;
+  for (const RankTrace& r : t.ranks) have += (have.empty() ? "" : ", ") + std::to_string(r.rank);
+  throw TraceFileError("trace file '" + path + "' is incomplete: the run ended early (" +
+                       (t.meta.error.empty() ? "no reason recorded" : t.meta.error) + "), and it holds the recordings of " +
+                       (have.empty() ? "no rank" : "rank" + std::string(t.ranks.size() > 1 ? "s " : " ") + have) +
+                       " of " + std::to_string(t.meta.world_size) + "; `cascade trace summary " + path + "` shows them");
 }
 
 namespace {
@@ -453,6 +468,7 @@ Trace read_trace_unguarded(const std::string& path) {
       f.fail("the run that was to write it did not finish (the file is only a placeholder)");
     TraceMeta& m = t.meta;
     m.complete = attr_int(f, g, "complete") != 0;
+    if (!m.complete && H5Aexists(g, "error") > 0) m.error = attr_string(f, g, "error");
     m.views = attr_int(f, g, "views") != 0;
     m.cascade_version = attr_string(f, g, "cascade_version");
     m.git_commit = attr_string(f, g, "git_commit");
@@ -515,6 +531,8 @@ Trace read_trace_unguarded(const std::string& path) {
   Handle ranks = open_group(f, f.id(), "ranks");
   Handle st = span_type(), mt = message_type(), vt = view_part_type();
   for (int r = 0; r < t.meta.world_size; ++r) {
+    // An incomplete trace holds the recordings its writer had; a complete one all of them.
+    if (!t.meta.complete && H5Lexists(ranks, std::to_string(r).c_str(), H5P_DEFAULT) <= 0) continue;
     Handle g = open_group(f, ranks, std::to_string(r));
     RankTrace rt;
     rt.rank = r;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cascade/backend.h"
@@ -257,6 +258,50 @@ std::string case_receive_timeout(Transport& t, MPI_Comm comm) {
   return "";
 }
 
+// A chain: rank 0 waits on rank 1, which waits on rank 2, which is stuck (it sleeps, outside any
+// wait). Rank 1 alone names rank 2: rank 0's probe finds rank 1 alive and waiting, so rank 0 waits
+// on instead of blaming it, and ends on rank 1's abort notice. Rank 2, once it resumes, finds
+// the notice at its next wait.
+std::string case_probe_and_abort_notice(Transport& t, MPI_Comm comm) {
+  t.set_timeout(1);
+  std::vector<uint8_t> buf(8);
+  std::string why;
+  auto expect_notice = [&](const std::function<void()>& body) {
+    try {
+      body();
+      return std::string("no error (expected rank 1's abort notice)");
+    } catch (const RunEnded& e) {
+      if (!contains(e.what(), "party 1 failed: timed out after 1 s waiting for q from rank 2 (party 2) at layer 0"))
+        return "the notice \"" + std::string(e.what()) + "\" is not rank 1's";
+    } catch (const std::exception& e) {
+      return "error \"" + std::string(e.what()) + "\", not rank 1's abort notice";
+    }
+    return std::string();
+  };
+  if (t.rank() == 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    why = expect_notice([&] { t.recv({1, 0, 0, {{CommKind::q, {0}, 8}}}, buf.data()); });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (why.empty() && s < 1.0) why = "rank 0 stopped after " + std::to_string(s) + " s, before its own timeout";
+  } else if (t.rank() == 1) {
+    try {
+      t.recv({2, 1, 0, {{CommKind::q, {0}, 8}}}, buf.data());
+      why = "no timeout waiting for the stuck rank 2";
+    } catch (const RunEnded& e) {
+      why = std::string("rank 1 got a notice instead of naming rank 2: ") + e.what();
+    } catch (const TransportError& e) {
+      if (!contains(e.what(), "timed out after 1 s waiting for q from rank 2 (party 2) at layer 0: the peer is dead or stuck"))
+        why = "error \"" + std::string(e.what()) + "\" does not name rank 2";
+      t.notify_abort(std::string("party 1 failed: ") + e.what());
+    }
+  } else if (t.rank() == 2) {
+    std::this_thread::sleep_for(std::chrono::seconds(3));  // stuck: no wait, no answer
+    why = expect_notice([&] { t.recv({0, 2, 0, {{CommKind::q, {0}, 8}}}, buf.data()); });
+  }
+  MPI_Barrier(comm);
+  return why;
+}
+
 // A device link (the host-staged test link, tests/emu/host_link.h) between ranks 1 and 2 on CPU
 // backends, for the duration of `body`; rank 0 is off the link, as the client is.
 std::string with_link(Transport& t, MPI_Comm comm, const std::function<std::string()>& body) {
@@ -392,6 +437,7 @@ int main(int argc, char** argv) {
              {"barrier", case_barrier},
              {"barrier with a rank that never arrives", case_barrier_timeout},
              {"receive timeouts and garbage", case_receive_timeout},
+             {"probe before blame, and the abort notice", case_probe_and_abort_notice},
              {"device link: payloads on it, headers on MPI", case_link},
              {"device link: part order and a sender that never issues", case_link_refusals}};
   }
