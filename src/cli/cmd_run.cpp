@@ -647,7 +647,7 @@ void add_run_command(CLI::App& app) {
   add_generate_options(sub, o->gen);
   sub->add_option("--rho", o->rho, "Refuse schedules in which a party's gap is below ρ")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--insecure", o->insecure, "Run even if the schedule fails the security check");
-  sub->add_option("--timeout", o->timeout, "Seconds to wait for a peer before aborting the run")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--timeout", o->timeout, "Seconds to wait for a peer; then it is probed, and if it does not answer within half as long again it is named dead or stuck and the run ends (a peer that answers is waiting on another: the wait goes on)")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_flag("--json", o->json, "Print the result as JSON (rank 0)");
   sub->add_flag("--compare-reference", o->compare_reference,
                 "Afterwards, rank 0 reruns the prompt in the single-process reference (one thread) and reports the logit difference and the compute overhead");
@@ -670,7 +670,7 @@ void add_run_command(CLI::App& app) {
       ->check(CLI::IsMember({"mpi", "nccl"}));
   sub->add_option("--fault", o->fault,
                   "Testing only: KIND:RANK[:LAYER] makes one party misbehave (stall, stall-start, stall-end, "
-                  "misroute, leak; see include/cascade/fault.h)")
+                  "misroute, leak, kill; see include/cascade/fault.h)")
       ->group("Fault injection");
   sub->callback([o] {
     const int rc = run(*o);
