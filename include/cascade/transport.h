@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <sys/types.h>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,9 +50,19 @@ class RunEnded : public TransportError {
 // From now on SIGTERM and SIGINT end this process's waits with RunEnded instead of ending the
 // process: Open MPI's mpirun sends SIGTERM to every rank when one has died, SLURM at a job's
 // time limit or scancel. The rank can then say where it was and save what it has (a trace).
+// SIGCONT is noted too: Open MPI 4.1's mpirun sends it a second before that SIGTERM (and
+// SIGKILL follows the SIGTERM by milliseconds), so the waits then look for dead ranks on this
+// node, and name one they find.
 void end_waits_on_termination();
 // The signal that asked this process to end (SIGTERM, SIGINT), or 0.
 int termination_signal();
+// Whether SIGCONT came since the last call.
+bool take_continued();
+// PIDs to look at when SIGCONT, SIGTERM or SIGINT comes (the other ranks of this node): which
+// of them were gone at that moment, process_gone(i) says afterwards. Looking at the signal
+// itself, not later, keeps ranks that end on the same signal from being taken for dead.
+void watch_processes(const std::vector<pid_t>& pids);
+bool process_gone(int i);
 
 // Bytes per (src, dst, layer, kind).
 struct ByteKey {

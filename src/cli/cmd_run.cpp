@@ -320,7 +320,11 @@ std::string parties_by_rank(const Schedule& s) {
     }
   }
   std::fflush(nullptr);
-  if (termination_signal()) std::_Exit(128 + termination_signal());
+  if (termination_signal()) {
+    // A moment more, in which ranks that got the signal later still find this one alive.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::_Exit(128 + termination_signal());
+  }
   // Rank 0 ends the job once it has saved what it has. The others, which MPI_Abort would end
   // with it, leave it the time to (it has the notice) and end the job themselves if it cannot
   // (dead or stuck).

@@ -27,6 +27,8 @@
 #include <new>
 #include <thread>
 
+#include <unistd.h>
+
 #include "cascade/device_link.h"
 #include "cascade/mpi_transport.h"
 #include "cascade/trace.h"
@@ -35,6 +37,12 @@ namespace cascade {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// A rank of this node whose process is gone (dead_on_this_node): this rank's own finding.
+class PeerDied : public TransportError {
+ public:
+  using TransportError::TransportError;
+};
 
 // Tag = (layer + 1)·16 + channel: one per (layer, channel). Channels are CommKinds (< 11); the
 // liveness probes use tags 11 and 12, the abort notices 13 and the barrier 14 and 15 (slots of
@@ -131,6 +139,23 @@ class MpiTransport final : public Transport {
     int flag = 0;
     MPI_Comm_get_attr(comm_, MPI_TAG_UB, &ub, &flag);
     tag_ub_ = flag && ub ? *ub : 32767;  // 32767: the least the MPI standard guarantees
+    // The ranks on this node and their PIDs (collective, at the start, when all are alive):
+    // a rank whose process is gone is dead, and can be named as such (dead_on_this_node).
+    MPI_Comm node;
+    MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    int n = 1;
+    MPI_Comm_size(node, &n);
+    const int mine[2] = {rank_, (int)getpid()};
+    std::vector<int> all(2 * n);
+    MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, node);
+    MPI_Comm_free(&node);
+    std::vector<pid_t> pids;
+    for (int i = 0; i < n; ++i)
+      if (all[2 * i] != rank_) {
+        node_peers_.push_back(all[2 * i]);
+        pids.push_back((pid_t)all[2 * i + 1]);
+      }
+    watch_processes(pids);
   }
 
   ~MpiTransport() override {
@@ -261,6 +286,8 @@ class MpiTransport final : public Transport {
           overdue = !progress && idle(deadline_t0, spins);
         } catch (const RunEnded& e) {  // where this rank was; not whom it waited for (not to blame)
           throw RunEnded(std::string(e.what()) + " (this rank was " + where_str(handles) + ")");
+        } catch (const PeerDied& e) {
+          throw PeerDied(std::string(e.what()) + " (this rank was " + where_str(handles) + ")");
         }
         if (link_ && spins % 1024 == 0) check_link();
         if (!overdue) continue;
@@ -457,12 +484,30 @@ class MpiTransport final : public Transport {
     return -1;
   }
 
+  // "rank 5 (AttnNode (0,0))" for every rank of this node whose process was gone when the last
+  // SIGCONT, SIGTERM or SIGINT came.
+  std::string dead_on_this_node() const {
+    std::string dead;
+    for (size_t i = 0; i < node_peers_.size(); ++i)
+      if (process_gone((int)i)) dead += (dead.empty() ? "" : ", ") + peer_name(node_peers_[i]);
+    return dead;
+  }
+
   void check_run_ended() {
     answer_probes();
-    if (const int sig = termination_signal())
+    // Open MPI's mpirun sends SIGCONT a second before it ends the job over a dead rank: if a
+    // rank of this node is gone, this rank names it (and the run ends the usual way).
+    if (take_continued()) {
+      const std::string dead = dead_on_this_node();
+      if (!dead.empty()) throw PeerDied(dead + " died: its process is gone");
+    }
+    if (const int sig = termination_signal()) {
+      const std::string dead = dead_on_this_node();
       throw RunEnded(std::string("the launcher is ending the job (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                     "): a rank has died (the launcher names it), or the job was interrupted, cancelled or ran "
-                     "out of time");
+                     "): " + (dead.empty() ? "a rank has died (the launcher names it), or the job was "
+                                             "interrupted, cancelled or ran out of time"
+                                           : dead + " died: its process is gone"));
+    }
     int flag = 0;
     MPI_Status st;
     MPI_Iprobe(MPI_ANY_SOURCE, kTagAbort, comm_, &flag, &st);
@@ -731,6 +776,7 @@ class MpiTransport final : public Transport {
   std::map<Handle, Received> any_results_;  // recv_any's message, between wait_all and return
   std::unique_ptr<DeviceLink> link_;        // payloads between covered ranks (device_link.h)
   std::string abort_note_;                  // notify_abort's text, alive while MPI sends it
+  std::vector<int> node_peers_;             // the other ranks on this node (watch_processes)
 };
 
 }  // namespace

@@ -2,24 +2,69 @@
 
 #include "cascade/device_link.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
+
+#include <signal.h>
 #include <limits>
 
 namespace cascade {
 
 namespace {
-volatile std::sig_atomic_t g_termination = 0;
-extern "C" void note_termination(int sig) { g_termination = sig; }
+volatile std::sig_atomic_t g_termination = 0, g_continued = 0;
+// The node's other ranks' PIDs, and which were gone when a signal came (watch_processes).
+constexpr int kMaxWatched = 4096;
+pid_t g_watched[kMaxWatched];
+volatile std::sig_atomic_t g_n_watched = 0, g_gone[kMaxWatched];
+
+// At the signal itself, before any rank it reaches has ended: kill(pid, 0) is async-signal-safe.
+void snapshot_gone() {
+  const int saved = errno;
+  for (int i = 0; i < g_n_watched; ++i)
+    if (kill(g_watched[i], 0) != 0 && errno == ESRCH) g_gone[i] = 1;
+  errno = saved;
+}
+extern "C" void note_termination(int sig) {
+  snapshot_gone();
+  g_termination = sig;
+}
+extern "C" void note_continue(int) {
+  snapshot_gone();
+  g_continued = 1;
+}
 }  // namespace
+
+void watch_processes(const std::vector<pid_t>& pids) {
+  g_n_watched = 0;
+  const int n = (int)std::min<size_t>(pids.size(), kMaxWatched);
+  for (int i = 0; i < n; ++i) {
+    g_watched[i] = pids[i];
+    g_gone[i] = 0;
+  }
+  g_n_watched = n;
+}
+
+bool process_gone(int i) { return i >= 0 && i < g_n_watched && g_gone[i]; }
 
 void end_waits_on_termination() {
   struct sigaction sa {};
   sa.sa_handler = note_termination;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+  struct sigaction cont {};
+  cont.sa_handler = note_continue;  // SIGCONT still continues the process, as always
+  sigemptyset(&cont.sa_mask);
+  sigaction(SIGCONT, &cont, nullptr);
 }
 
 int termination_signal() { return g_termination; }
+
+bool take_continued() {
+  if (!g_continued) return false;
+  g_continued = 0;
+  return true;
+}
 
 void Transport::set_device_link(std::unique_ptr<DeviceLink> link) {
   if (link) throw TransportError("the " + name() + " transport cannot carry a device link (" + link->name() + ")");
