@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "cascade/backend.h"
 #include "cascade/compute_timer.h"
@@ -300,7 +300,8 @@ std::string parties_by_rank(const Schedule& s) {
 // A rank's run failed: it says so and tells the other ranks (their waits end at once, repeating
 // this failure instead of each naming whoever it waited for), `save` keeps what it can (rank
 // 0's trace), and the job ends. A rank the run was ended for says why it stopped. Under a
-// launcher that is ending the job (SIGTERM) it exits at once: MPI_Abort could wait on the dead.
+// launcher that is ending the job (SIGTERM) it exits without MPI_Abort, which could wait on
+// the dead.
 [[noreturn]] void end_failed_run(Transport& t, const Schedule& s, const std::exception& e, const std::string& context,
                                  const std::function<void(const std::string&)>& save) {
   const std::string me = t.peer_name(t.rank());

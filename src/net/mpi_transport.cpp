@@ -16,6 +16,7 @@
 // MPI busy-polls in MPI_Wait, which starves the other ranks when parties outnumber cores, and
 // polling lets us enforce the timeout (a peer dying mid-message ends in an error, not a hang).
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -26,8 +27,6 @@
 #include <map>
 #include <new>
 #include <thread>
-
-#include <unistd.h>
 
 #include "cascade/device_link.h"
 #include "cascade/mpi_transport.h"
@@ -495,8 +494,20 @@ class MpiTransport final : public Transport {
 
   void check_run_ended() {
     answer_probes();
+    // Another rank's failure first: a rank that was stopped (SIGSTOP) and is resumed by the
+    // launcher's SIGCONT must repeat what that rank found, not take the ending ranks for dead.
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, kTagAbort, comm_, &flag, &st);
+    if (flag) {
+      int n = 0;
+      MPI_Get_count(&st, MPI_CHAR, &n);
+      std::string why(std::max(n, 0), '\0');
+      MPI_Recv(why.data(), n, MPI_CHAR, st.MPI_SOURCE, kTagAbort, comm_, MPI_STATUS_IGNORE);
+      throw RunEnded(why);
+    }
     // Open MPI's mpirun sends SIGCONT a second before it ends the job over a dead rank: if a
-    // rank of this node is gone, this rank names it (and the run ends the usual way).
+    // rank of this node was gone then, this rank names it (and the run ends the usual way).
     if (take_continued()) {
       const std::string dead = dead_on_this_node();
       if (!dead.empty()) throw PeerDied(dead + " died: its process is gone");
@@ -508,15 +519,6 @@ class MpiTransport final : public Transport {
                                              "interrupted, cancelled or ran out of time"
                                            : dead + " died: its process is gone"));
     }
-    int flag = 0;
-    MPI_Status st;
-    MPI_Iprobe(MPI_ANY_SOURCE, kTagAbort, comm_, &flag, &st);
-    if (!flag) return;
-    int n = 0;
-    MPI_Get_count(&st, MPI_CHAR, &n);
-    std::string why(std::max(n, 0), '\0');
-    MPI_Recv(why.data(), n, MPI_CHAR, st.MPI_SOURCE, kTagAbort, comm_, MPI_STATUS_IGNORE);
-    throw RunEnded(why);
   }
 
  public:

@@ -2,11 +2,11 @@
 
 #include "cascade/device_link.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
-
-#include <signal.h>
 #include <limits>
 
 namespace cascade {
