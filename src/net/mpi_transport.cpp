@@ -290,7 +290,7 @@ class MpiTransport final : public Transport {
         }
         if (link_ && spins % 1024 == 0) check_link();
         if (!overdue) continue;
-        const int peer = first_peer(handles);
+        const int peer = first_pending(handles)->peer;
         if (probed != peer) {
           send_probe(peer);
           probed = peer;
@@ -317,6 +317,17 @@ class MpiTransport final : public Transport {
 
   // Rank 0 gathers a 0-byte arrival from every rank, then releases them, on tags of its own.
   void barrier() override {
+    try {
+      wait_at_barrier();
+    } catch (const RunEnded& e) {  // where this rank was, as wait_all says it
+      throw RunEnded(std::string(e.what()) + " (this rank was at the barrier)");
+    } catch (const PeerDied& e) {
+      throw PeerDied(std::string(e.what()) + " (this rank was at the barrier)");
+    }
+  }
+
+ private:
+  void wait_at_barrier() {
     if (size_ == 1) return;
     const auto t0 = Clock::now();
     const int arrive = kTagBarrierArrive, release = kTagBarrierRelease;
@@ -371,7 +382,6 @@ class MpiTransport final : public Transport {
     }
   }
 
- private:
   struct Pending {
     bool outgoing = false;
     int peer = -1, layer = -1, tag = 0;
@@ -409,10 +419,11 @@ class MpiTransport final : public Transport {
     for (Pending* p : group) p->ticket = ticket;
   }
 
-  // Link transfers get the timeout and the probe's grace (wait_all): a missing header, with
-  // its probe, names the culprit first; this is for the payload of a header that did arrive.
+  // Link transfers get twice the timeout: a missing header, with its probe (1.5 timeouts at
+  // most, unless the peer answers), names the culprit first; this is for the payload of a
+  // header that did arrive.
   void check_link() {
-    const double limit = 1.5 * timeout_s_;
+    const double limit = 2 * timeout_s_;
     const int peer = link_->overdue(limit);
     if (peer >= 0)
       throw TransportError("timed out after " + std::to_string((int)limit) + " s: the " + link_->name() +
@@ -477,10 +488,11 @@ class MpiTransport final : public Transport {
     }
   }
 
-  int first_peer(const std::vector<Handle>& handles) const {
+  // The first of these handles still pending (nullptr: none).
+  const Pending* first_pending(const std::vector<Handle>& handles) const {
     for (Handle h : handles)
-      if (auto it = pending_.find(h); it != pending_.end()) return it->second.peer;
-    return -1;
+      if (auto it = pending_.find(h); it != pending_.end()) return &it->second;
+    return nullptr;
   }
 
   // "rank 5 (AttnNode (0,0))" for every rank of this node whose process was gone when the last
@@ -724,11 +736,7 @@ class MpiTransport final : public Transport {
 
   // "waiting for partial from rank 5 (AttnNode (0,0)) at layer 1": the first unfinished handle.
   std::string waiting_str(const std::vector<Handle>& handles) const {
-    const Pending* p = nullptr;
-    for (Handle h : handles) {
-      auto it = pending_.find(h);
-      if (it != pending_.end()) { p = &it->second; break; }
-    }
+    const Pending* p = first_pending(handles);
     if (!p) return "waiting";
     const std::string what = p->any_size ? comm_kind_name(p->channel) : kinds_str(p->given);
     const std::string partial =
@@ -741,9 +749,8 @@ class MpiTransport final : public Transport {
 
   // "at layer 3" or "outside the layers" (between steps, or at the start or end).
   std::string where_str(const std::vector<Handle>& handles) const {
-    for (Handle h : handles)
-      if (auto it = pending_.find(h); it != pending_.end()) return layer_str(it->second.layer);
-    return "outside the layers";
+    const Pending* p = first_pending(handles);
+    return layer_str(p ? p->layer : -1);
   }
 
   TransportError timeout_error(const std::vector<Handle>& handles, double waited) const {

@@ -97,6 +97,21 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
       t.set_trace(trace.get());
     }
   };
+  // The end of this rank's run (or of the part it ran): its stats, and its recording closed.
+  auto finish = [&] {
+    // Wall and wait time from the barrier on, the same span for every party.
+    mine.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    mine.wait_s = t.wait_seconds() - wait_at_start;
+    mine.bytes_sent = total_bytes(t.sent());
+    mine.messages_sent = t.messages_sent();
+    mine.memory = read_memory_stats();
+    if (trace) {
+      t.set_trace(nullptr);  // the reports below are not part of the run
+      trace->finish(mine.wall_s, mine.compute_s, mine.wait_s, mine.bytes_sent, mine.messages_sent, mine.memory);
+      trace->data().party = rep.schedule.role_of_rank(t.rank()).name();
+      trace->data().host = host_name();
+    }
+  };
   // On an error, this rank's recording so far goes to setup.partial_trace (rank 0 saves it as
   // an incomplete trace: the others' recordings never reach it).
   try {
@@ -139,29 +154,13 @@ CascadeReport run_cascade(Transport& t, const CascadeSetup& setup) {
     }
   } catch (...) {
     if (trace && setup.partial_trace && t.trace() == trace.get()) {  // recording since ready()
-      t.set_trace(nullptr);
-      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      trace->finish(wall, mine.compute_s, t.wait_seconds() - wait_at_start, total_bytes(t.sent()), t.messages_sent(),
-                    read_memory_stats());
-      trace->data().party = rep.schedule.role_of_rank(t.rank()).name();
-      trace->data().host = host_name();
+      finish();
       *setup.partial_trace = std::move(trace->data());
     }
     throw;
   }
   rep.ran = true;
-  // Wall and wait time from the barrier on, the same span for every party.
-  mine.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  mine.wait_s = t.wait_seconds() - wait_at_start;
-  mine.bytes_sent = total_bytes(t.sent());
-  mine.messages_sent = t.messages_sent();
-  mine.memory = read_memory_stats();
-  if (trace) {
-    t.set_trace(nullptr);  // the reports below are not part of the run
-    trace->finish(mine.wall_s, mine.compute_s, mine.wait_s, mine.bytes_sent, mine.messages_sent, mine.memory);
-    trace->data().party = rep.schedule.role_of_rank(t.rank()).name();
-    trace->data().host = host_name();
-  }
+  finish();
   if (setup.fault.is(Fault::Kind::stall_end, t.rank())) hang_forever();
   // Point-to-point, with the timeout: a rank that died at the end is named, not waited for.
   if (t.rank() == 0) {

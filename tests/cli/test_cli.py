@@ -118,7 +118,9 @@ def run_and_stop(np, args, target, alpha, timeout=120, sig=signal.SIGSTOP, launc
     def decoding():
         if out.count(end_of_table) < alpha:
             return False
-        return len(out[out.rindex(end_of_table) + len(end_of_table):].split()) >= 3
+        # Three token ids (the last three words numbers: a warning line may follow the table).
+        last = out[out.rindex(end_of_table) + len(end_of_table):].split()[-3:]
+        return len(last) == 3 and all(w.isdigit() for w in last)
     while not decoding() and p.poll() is None and time.time() < deadline:
         out += os.read(p.stdout.fileno(), 1)
     pid = world_ranks_of(marker).get(target)
