@@ -43,6 +43,18 @@ class PeerDied : public TransportError {
   using TransportError::TransportError;
 };
 
+// Rethrows the run's end (RunEnded, PeerDied) with where this rank was; not whom it waited for
+// (not to blame). Anything else goes on as it was.
+[[noreturn]] void rethrow_saying_where(const std::string& where) {
+  try {
+    throw;
+  } catch (const RunEnded& e) {
+    throw RunEnded(std::string(e.what()) + " (this rank was " + where + ")");
+  } catch (const PeerDied& e) {
+    throw PeerDied(std::string(e.what()) + " (this rank was " + where + ")");
+  }
+}
+
 // Tag = (layer + 1)·16 + channel: one per (layer, channel). Channels are CommKinds (< 11); the
 // liveness probes use tags 11 and 12, the abort notices 13 and the barrier 14 and 15 (slots of
 // layer −1 that no channel reaches).
@@ -283,10 +295,8 @@ class MpiTransport final : public Transport {
         bool overdue = false;
         try {
           overdue = !progress && idle(deadline_t0, spins);
-        } catch (const RunEnded& e) {  // where this rank was; not whom it waited for (not to blame)
-          throw RunEnded(std::string(e.what()) + " (this rank was " + where_str(handles) + ")");
-        } catch (const PeerDied& e) {
-          throw PeerDied(std::string(e.what()) + " (this rank was " + where_str(handles) + ")");
+        } catch (const TransportError&) {
+          rethrow_saying_where(where_str(handles));
         }
         if (link_ && spins % 1024 == 0) check_link();
         if (!overdue) continue;
@@ -319,10 +329,8 @@ class MpiTransport final : public Transport {
   void barrier() override {
     try {
       wait_at_barrier();
-    } catch (const RunEnded& e) {  // where this rank was, as wait_all says it
-      throw RunEnded(std::string(e.what()) + " (this rank was at the barrier)");
-    } catch (const PeerDied& e) {
-      throw PeerDied(std::string(e.what()) + " (this rank was at the barrier)");
+    } catch (const TransportError&) {
+      rethrow_saying_where("at the barrier");
     }
   }
 

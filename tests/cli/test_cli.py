@@ -318,11 +318,12 @@ class Cli(unittest.TestCase):
         # the client's recording is saved, marked incomplete with the reason.
         run6 = ["--alpha", "4", "--beta", "1", "--cluster", "4", "--insecure", "--timeout", "30", "-n", "4",
                 "--model", "synthetic:smollm2-135m", "--layers", "4", "--tokens", "16"]
-        # Whoever notices first says it; the others repeat it (stopped: …) with where they were.
+        # Whoever notices first says it; the others repeat it (stopped: …), with where the first
+        # one was ("rank N was …") and where they were ("this rank was …").
         for fault, dead, named in (("kill:5:1", 5, r"rank 5 \(AttnNode \(0,0\)\) died: its process is gone "
-                                                   r"(\(this rank was [^)]*\) )?\(this rank was at layer 1\)"),
+                                                   r"(\(rank \d+ was [^)]*\) )?\(this rank was at layer 1\)"),
                                    ("kill:2:2", 2, r"rank 2 \(CompNode 1\) died: its process is gone "
-                                                   r"(\(this rank was [^)]*\) )?\(this rank was at layer 2\)"),
+                                                   r"(\(rank \d+ was [^)]*\) )?\(this rank was at layer 2\)"),
                                    ("kill:0", 0, r"rank 0 \(client\) died: its process is gone")):
             with self.subTest(fault=fault), tempfile.TemporaryDirectory() as d:
                 trace = os.path.join(d, "t.h5")
@@ -333,6 +334,7 @@ class Cli(unittest.TestCase):
                 self.assertRegex(out, r"process rank %d .*exited on signal 9" % dead, out)  # mpirun's
                 self.assertRegex(out, r"(error|stopped): .*" + named, out)
                 self.assertNotIn("timed out", out)
+                self.assertNotRegex(out, r"\(this rank was [^)]*\) \(this rank was", out)  # whose place is whose
                 self.assert_every_rank_ended(out, 6, dead)
                 rc, summary = run([CASCADE, "trace", "summary", trace])
                 if dead == 0:  # the client, which saves the trace, is the dead one
@@ -340,7 +342,7 @@ class Cli(unittest.TestCase):
                 else:
                     self.assertIn("(INCOMPLETE)", summary)
                     self.assertRegex(summary, r"the run ended early: rank 0 \(client\)(: | stopped: .*)" +
-                                     named.split(r" (\(this rank")[0])
+                                     named.split(r" (\(rank")[0])
 
     def test_sigkill_with_the_job_kept_is_named_by_the_timeouts(self):
         # If the launcher keeps the job going (Open MPI: KEEP_JOB; a rank on another node, whose
