@@ -312,13 +312,7 @@ std::string parties_by_rank(const Schedule& s) {
   if (t.rank() == 0 && termination_signal() && s.n_ranks() == t.size())
     std::fprintf(stderr, "cascade run: the parties by rank: %s\n", parties_by_rank(s).c_str());
   std::fflush(stderr);
-  if (!ended_elsewhere) {
-    // Each receiver adds where it was ("this rank was …"): this rank's place is said by its number.
-    std::string why = e.what();
-    for (size_t at; (at = why.find("(this rank was ")) != std::string::npos;)
-      why.replace(at, 10, "(rank " + std::to_string(t.rank()));
-    t.notify_abort(me + " failed: " + context + why);
-  }
+  if (!ended_elsewhere) t.notify_abort(me + " failed: " + context + e.what());
   if (save) {
     try {
       save(me + (ended_elsewhere ? " stopped: " : ": ") + context + e.what());

@@ -543,7 +543,11 @@ class MpiTransport final : public Transport {
 
  public:
   void notify_abort(const std::string& why) override {
+    // Each receiver adds where it was (rethrow_saying_where): this rank's own place, said the
+    // same way, becomes "(rank N was …)" so the two are not confused.
     abort_note_ = why;
+    for (size_t at; (at = abort_note_.find("(this rank was ")) != std::string::npos;)
+      abort_note_.replace(at, 10, "(rank " + std::to_string(rank_));
     std::vector<MPI_Request> reqs;
     for (int r = 0; r < size_; ++r) {
       if (r == rank_) continue;
